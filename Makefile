@@ -1,0 +1,66 @@
+# The front door.  `make run` and `make test` are the whole set-up.
+BUILD      ?= build
+BUILD_SAN  ?= build-asan
+JOBS       ?= $(shell nproc)
+LISTEN     ?= 127.0.0.1:8080
+STORE      ?= sqlite:./aster.db
+PYTHON     ?= /usr/bin/python3
+SRC_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src tests bench -name '*.[ch]')
+
+.PHONY: all build build-asan run test unit e2e quality format deps deps-test clean bench-cron
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DASTER_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_SAN) -j $(JOBS)
+
+run: build
+	$(BUILD)/aster serve --listen $(LISTEN) --store $(STORE)
+
+# Unit tests (ctest) and end-to-end tests (pytest against the real binary),
+# once in the normal build and once under ASan+UBSan, then the quality gate.
+test: deps-test build build-asan
+	@echo "== unit tests ($(BUILD))"
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "== unit tests ($(BUILD_SAN))"
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --output-on-failure -j $(JOBS)
+	@echo "== end-to-end tests ($(BUILD))"
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) -m pytest -q tests/e2e
+	@echo "== end-to-end tests ($(BUILD_SAN))"
+	ASTER_BIN=$(CURDIR)/$(BUILD_SAN)/aster $(PYTHON) -m pytest -q tests/e2e
+	$(MAKE) quality
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+e2e: build
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) -m pytest -q tests/e2e
+
+quality: deps-test build
+	@echo "== clang-format"
+	clang-format --dry-run --Werror $(SRC_FILES)
+	@echo "== cppcheck"
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --std=c11 -I src --suppress=missingIncludeSystem src
+	@echo "quality: ok"
+
+format:
+	clang-format -i $(SRC_FILES)
+
+bench-cron: build
+	bench/cron/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

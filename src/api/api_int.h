@@ -1,0 +1,79 @@
+/* api_int.h — what handlers and the router share; private to src/api/. */
+#ifndef ASTER_API_INT_H
+#define ASTER_API_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "api/api.h"
+
+#define ASTER_MAX_PATH_PARAMS 2
+
+struct aster_api {
+    aster_api_opts opts;
+    struct MHD_Daemon *mhd;
+    int port;
+};
+
+typedef struct aster_req {
+    aster_api *api;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    const char *params[ASTER_MAX_PATH_PARAMS]; /* {id} captures, NUL-terminated */
+    const char *body;                          /* NUL-terminated; NULL when none */
+    size_t body_len;
+    aster_key_access access;
+} aster_req;
+
+typedef struct aster_resp {
+    int status;
+    json_t *json;             /* owned; serialised as the body when set */
+    char *text;               /* owned; raw body when json is NULL */
+    const char *content_type; /* static; for text */
+    char location[256];
+    char allow[64];
+} aster_resp;
+
+typedef void (*aster_handler)(aster_req *req, aster_resp *resp);
+
+#define ROUTE_OPEN 0x1u /* no API key needed (/healthz, /readyz) */
+
+typedef struct aster_route {
+    const char *method;
+    const char *pattern; /* "/api/v1/jobs/{id}": {x} matches one segment */
+    aster_handler fn;
+    unsigned flags;
+} aster_route;
+
+extern const aster_route aster_routes[];
+extern const size_t aster_nroutes;
+
+/* Response builders.  json: takes ownership of `body`. */
+void aster_resp_json(aster_resp *resp, int status, json_t *body);
+void aster_resp_error(aster_resp *resp, int status, const char *code, const char *field,
+                      const char *fmt, ...) ASTER_PRINTF(5, 6);
+/* Maps an aster_err to its HTTP status and JSON error. */
+void aster_resp_err(aster_resp *resp, const aster_err *err);
+
+/* Query-string value, or NULL. */
+const char *aster_req_query(const aster_req *req, const char *key);
+
+/* Handlers. */
+void aster_h_healthz(aster_req *req, aster_resp *resp);
+void aster_h_readyz(aster_req *req, aster_resp *resp);
+void aster_h_job_create(aster_req *req, aster_resp *resp);
+void aster_h_job_list(aster_req *req, aster_resp *resp);
+void aster_h_job_get(aster_req *req, aster_resp *resp);
+void aster_h_job_replace(aster_req *req, aster_resp *resp);
+void aster_h_job_patch(aster_req *req, aster_resp *resp);
+void aster_h_job_delete(aster_req *req, aster_resp *resp);
+void aster_h_job_pause(aster_req *req, aster_resp *resp);
+void aster_h_job_resume(aster_req *req, aster_resp *resp);
+void aster_h_job_trigger(aster_req *req, aster_resp *resp);
+void aster_h_job_executions(aster_req *req, aster_resp *resp);
+void aster_h_exec_list(aster_req *req, aster_resp *resp);
+void aster_h_exec_get(aster_req *req, aster_resp *resp);
+void aster_h_schedule_preview(aster_req *req, aster_resp *resp);
+
+#endif

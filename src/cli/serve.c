@@ -1,0 +1,112 @@
+/* serve.c — `aster serve`: every role in one process.
+ *
+ * Start-up order: configuration, logger, signal mask (before any thread
+ * starts, so that only the main thread receives SIGINT/SIGTERM), store,
+ * HTTP server.  Shutdown runs it backwards. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "cli/common.h"
+#include "store/store.h"
+#include "util/addr.h"
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    int sig = 0;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigwait(&set, &sig);
+    return sig;
+}
+
+static void block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* A client that hangs up mid-response must not kill the server. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int aster_cli_serve(int argc, char **argv)
+{
+    aster_config cfg;
+    aster_logger lg;
+    aster_err err = {0};
+    aster_addr addr;
+    aster_keys *keys = NULL;
+    aster_store *st = NULL;
+    aster_api *api = NULL;
+    char where[80];
+    int rc;
+
+    rc = aster_cli_setup(ASTER_CMD_SERVE, argc, argv, &cfg, &lg);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
+        goto out;
+    }
+    rc = 2; /* usage errors until the configuration is known good */
+    if (aster_addr_parse(cfg.listen, "--listen", &addr, &err) ||
+        aster_keys_load(cfg.api_keys, cfg.api_keys_file, &keys, &err))
+        goto fail;
+    if (!aster_addr_is_loopback(&addr) && !keys && !cfg.insecure) {
+        aster_err_set(&err, ASTER_EINVAL, "--listen",
+                      "%s is not a loopback address and no API keys are configured "
+                      "(set ASTER_API_KEYS or --api-keys-file, or pass --insecure)",
+                      cfg.listen);
+        goto fail;
+    }
+    rc = 1; /* runtime failures from here on */
+    block_signals();
+    aster_store_opts sopts = {.exclusive = true, .migrate = true};
+    if (aster_store_open(cfg.store, &sopts, &st, &err))
+        goto fail;
+    aster_api_opts aopts = {.log = &lg,
+                            .store = st,
+                            .keys = keys,
+                            .max_body = (size_t)cfg.max_body,
+                            .threads = (unsigned)cfg.http_threads,
+                            .allow_commands = cfg.allow_commands};
+    if (aster_api_start(&aopts, &addr, &api, &err))
+        goto fail;
+    {
+        const aster_kv kv[] = {
+            ASTER_KV_STR("address", aster_addr_format(&addr, aster_api_port(api), where,
+                                                      sizeof(where))),
+            ASTER_KV_STR("store", aster_store_backend(st)), ASTER_KV_STR("version", ASTER_VERSION),
+            ASTER_KV_INT("api_keys", (int64_t)aster_keys_count(keys))};
+        aster_log(&lg, ASTER_LOG_INFO, "serve", "listening", kv, ASTER_NELEM(kv));
+    }
+    int sig = wait_for_signal();
+    {
+        const aster_kv kv[] = {ASTER_KV_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM")};
+        aster_log(&lg, ASTER_LOG_INFO, "serve", "shutting down", kv, ASTER_NELEM(kv));
+    }
+    aster_api_stop(api, cfg.shutdown_ms);
+    api = NULL;
+    rc = 0;
+    aster_log(&lg, ASTER_LOG_INFO, "serve", "stopped", NULL, 0);
+    goto out;
+fail:
+    if (rc == 2) {
+        aster_cli_print_err(&err);
+    } else {
+        const aster_kv kv[] = {ASTER_KV_STR("field", err.field), ASTER_KV_STR("code",
+                                                                              aster_err_name(err.code))};
+        aster_log(&lg, ASTER_LOG_ERROR, "serve", err.msg, kv, ASTER_NELEM(kv));
+    }
+out:
+    aster_api_stop(api, 0);
+    aster_store_close(st);
+    aster_keys_free(keys);
+    aster_config_fini(&cfg);
+    return rc;
+}

@@ -1,0 +1,172 @@
+/* store.h — the one interface to Aster's database, whatever the backend.
+ *
+ * The URL chooses the backend: "sqlite:PATH" (one process) or
+ * "postgres://..." (any number of processes).  Backend differences travel as
+ * capability bits (ASTER_STORE_CAP_*), never as "is it postgres?" outside
+ * src/store/.  store_int.h (the backend table) and sqlite/, postgres/ stay
+ * private to this folder.
+ *
+ * Threads: a store handle may be used from any number of threads at once.
+ * Every call is atomic: it commits before it returns (durably: an
+ * acknowledged write survives kill -9 and power loss), or changes nothing.
+ * Batches (aster_store_exec_insert with n > 1, aster_store_batch) commit in
+ * one transaction: that is the group commit later work relies on.
+ *
+ * Ownership: structs passed in are borrowed for the call; structs filled for
+ * the caller (out parameters) own their strings, freed with
+ * aster_job_fini / aster_exec_fini / aster_alert_fini, and arrays with
+ * aster_store_free_jobs / _execs / _alerts. */
+#ifndef ASTER_STORE_H
+#define ASTER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/job.h"
+#include "util/err.h"
+
+typedef struct aster_store aster_store; /* opaque */
+
+/* Several processes may share the database (roles on many machines). */
+#define ASTER_STORE_CAP_SHARED 0x1u
+/* The backend can wake other processes on change (LISTEN/NOTIFY). */
+#define ASTER_STORE_CAP_NOTIFY 0x2u
+
+typedef struct aster_store_opts {
+    /* Take the database for this process alone, and fail with ASTER_EBUSY
+     * (and a message naming the holder's path) when another process has it.
+     * `aster serve` on SQLite sets this: two servers on one file would fire
+     * every job twice. */
+    bool exclusive;
+    /* Apply pending migrations on open (serve does; tests may not). */
+    bool migrate;
+} aster_store_opts;
+
+/* Opens the store at `url`.  ASTER_EINVAL (field "store") for a malformed
+ * URL or unknown scheme; ASTER_EBUSY when exclusive and held elsewhere;
+ * ASTER_EIO / ASTER_EUNAVAIL when the database cannot be opened or reached.
+ * On failure *out is untouched and nothing is left to free. */
+ASTER_MUST_CHECK
+int aster_store_open(const char *url, const aster_store_opts *opts, aster_store **out,
+                     aster_err *err);
+void aster_store_close(aster_store *st); /* NULL is a no-op */
+unsigned aster_store_caps(const aster_store *st);
+const char *aster_store_backend(const aster_store *st); /* "sqlite", for logs (static) */
+
+/* Migrations: the schema is versioned; each migration runs once, in order,
+ * in its own transaction.  *from / *to (may be NULL) report the versions. */
+int aster_store_migrate(aster_store *st, int *from, int *to, aster_err *err);
+int aster_store_schema_version(aster_store *st, int *out, aster_err *err);
+int aster_store_latest_version(void); /* the version this binary migrates to */
+
+/* Readiness: a real round trip to the database.  0 or ASTER_EUNAVAIL/EIO
+ * with a message fit for /readyz. */
+int aster_store_ping(aster_store *st, aster_err *err);
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+/* Inserts `job` as given (the caller sets id, times, version 1).
+ * ASTER_EEXIST with field "name" when the name is taken. */
+ASTER_MUST_CHECK
+int aster_store_job_insert(aster_store *st, const aster_job *job, aster_err *err);
+
+/* Fills *out (init'ed by the caller) with the job whose id, or else name, is
+ * `key`.  ASTER_ENOENT when there is none. */
+ASTER_MUST_CHECK
+int aster_store_job_get(aster_store *st, const char *key, aster_job *out, aster_err *err);
+
+/* Replaces every column of the job with id job->id.  When
+ * `expect_version` > 0 the row must still have that version (else
+ * ASTER_ECONFLICT).  The stored version becomes job->version (the caller
+ * increments it).  ASTER_ENOENT, or ASTER_EEXIST (field "name"). */
+ASTER_MUST_CHECK
+int aster_store_job_update(aster_store *st, const aster_job *job, int64_t expect_version,
+                           aster_err *err);
+
+/* Deletes the job with its executions and alerts, in one transaction.
+ * ASTER_ENOENT when there is none. */
+ASTER_MUST_CHECK
+int aster_store_job_delete(aster_store *st, const char *id, aster_err *err);
+
+typedef struct aster_job_filter {
+    int paused;              /* -1 any, 0 active only, 1 paused only */
+    const char *name_prefix; /* NULL: any (matched literally, no wildcards) */
+    const char *after_id;    /* cursor: ids strictly greater; NULL: from the start */
+    int limit;               /* 1..ASTER_STORE_MAX_PAGE */
+} aster_job_filter;
+
+#define ASTER_STORE_MAX_PAGE 1000
+
+/* Jobs in id order (creation order, ids being UUIDv7).  *out is an array of
+ * *n jobs; free with aster_store_free_jobs. */
+ASTER_MUST_CHECK
+int aster_store_job_list(aster_store *st, const aster_job_filter *f, aster_job **out, size_t *n,
+                         aster_err *err);
+void aster_store_free_jobs(aster_job *jobs, size_t n);
+
+/* Counts for metrics and stats. */
+int aster_store_job_count(aster_store *st, int64_t *active, int64_t *paused, aster_err *err);
+
+/* ---- executions ----------------------------------------------------------- */
+
+/* Inserts n executions in one transaction.  A fire (trigger schedule or
+ * catchup) whose (job_id, scheduled_at) already exists is skipped, not an
+ * error: creating a fire is idempotent.  *inserted (may be NULL) counts
+ * the rows written.  ASTER_ENOENT (field "job_id") when a job is gone. */
+ASTER_MUST_CHECK
+int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+                            aster_err *err);
+
+ASTER_MUST_CHECK
+int aster_store_exec_get(aster_store *st, const char *id, aster_exec *out, aster_err *err);
+
+/* Replaces the mutable columns (status, attempt, not_before, claimed_by,
+ * lease_until, started/finished, duration, drift, http_status, exit_code,
+ * error, output) of the execution with id ex->id.  ASTER_ENOENT. */
+ASTER_MUST_CHECK
+int aster_store_exec_update(aster_store *st, const aster_exec *ex, aster_err *err);
+
+typedef struct aster_exec_filter {
+    const char *job_id;    /* NULL: every job */
+    int status;            /* -1 any, else aster_exec_status */
+    aster_time_us since;   /* 0: any; else scheduled_at >= since */
+    const char *before_id; /* cursor: ids strictly smaller; NULL: newest */
+    int limit;             /* 1..ASTER_STORE_MAX_PAGE */
+} aster_exec_filter;
+
+/* Newest first (descending id).  Free with aster_store_free_execs. */
+ASTER_MUST_CHECK
+int aster_store_exec_list(aster_store *st, const aster_exec_filter *f, aster_exec **out, size_t *n,
+                          aster_err *err);
+void aster_store_free_execs(aster_exec *execs, size_t n);
+
+/* ---- alerts ---------------------------------------------------------------- */
+
+ASTER_MUST_CHECK
+int aster_store_alert_insert(aster_store *st, const aster_alert *a, aster_err *err);
+
+typedef struct aster_alert_filter {
+    const char *job_id;    /* NULL: every job */
+    const char *kind;      /* NULL: any */
+    aster_time_us since;   /* 0: any; else created_at >= since */
+    const char *before_id; /* cursor, newest first */
+    int limit;
+} aster_alert_filter;
+
+ASTER_MUST_CHECK
+int aster_store_alert_list(aster_store *st, const aster_alert_filter *f, aster_alert **out,
+                           size_t *n, aster_err *err);
+void aster_store_free_alerts(aster_alert *alerts, size_t n);
+
+/* ---- batches ---------------------------------------------------------------- */
+
+/* Runs `fn` inside one transaction: every store call `fn` makes on `st`
+ * from this thread joins it, and all of it commits once (one fsync) or, when
+ * fn returns non-zero, rolls back.  Other threads' writes wait meanwhile.
+ * Returns fn's code, or the commit's error. */
+typedef int (*aster_store_batch_fn)(aster_store *st, void *arg, aster_err *err);
+ASTER_MUST_CHECK
+int aster_store_batch(aster_store *st, aster_store_batch_fn fn, void *arg, aster_err *err);
+
+#endif

@@ -1,0 +1,212 @@
+#include "util/config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+
+typedef enum { T_STR, T_INT, T_BOOL, T_ENUM } setting_type;
+
+typedef struct setting {
+    const char *flag; /* without the leading "--" */
+    const char *env;
+    setting_type type;
+    size_t off;
+    const char *def; /* text form, parsed like user input */
+    int64_t min, max;
+    const char *choices; /* T_ENUM: "a|b|c", index stored */
+    unsigned cmds;
+    const char *help;
+} setting;
+
+#define OFF(f) offsetof(aster_config, f)
+#define ALL    (ASTER_CMD_SERVE | ASTER_CMD_MIGRATE)
+
+static const setting settings[] = {
+    {"listen", "ASTER_LISTEN", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL,
+     ASTER_CMD_SERVE, "address the HTTP API listens on (HOST:PORT; port 0 picks one)"},
+    {"store", "ASTER_STORE", T_STR, OFF(store), "sqlite:./aster.db", 0, 0, NULL, ALL,
+     "database URL: sqlite:PATH or postgres://..."},
+    {"log-level", "ASTER_LOG_LEVEL", T_ENUM, OFF(log_level), "info", 0, 0,
+     "debug|info|warn|error", ALL, "lowest level logged"},
+    {"log-format", "ASTER_LOG_FORMAT", T_ENUM, OFF(log_format), NULL, 0, 0, "json|text", ALL,
+     "log line format (default: json when stderr is not a terminal, else text)"},
+    {"concurrency", "ASTER_CONCURRENCY", T_INT, OFF(concurrency), "1000", 1, 100000, NULL,
+     ASTER_CMD_SERVE, "executions in flight at most"},
+    {"insecure", "ASTER_INSECURE", T_BOOL, OFF(insecure), "false", 0, 0, NULL, ASTER_CMD_SERVE,
+     "allow listening on a non-loopback address without API keys"},
+    {"api-keys", "ASTER_API_KEYS", T_STR, OFF(api_keys), NULL, 0, 0, NULL, ASTER_CMD_SERVE,
+     "API keys, comma-separated; 'ro:KEY' is read-only"},
+    {"api-keys-file", "ASTER_API_KEYS_FILE", T_STR, OFF(api_keys_file), NULL, 0, 0, NULL,
+     ASTER_CMD_SERVE, "file of API keys, one a line; 'ro:KEY' is read-only"},
+    {"allow-commands", "ASTER_ALLOW_COMMANDS", T_BOOL, OFF(allow_commands), "false", 0, 0, NULL,
+     ASTER_CMD_SERVE, "allow jobs that run local commands"},
+    {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL,
+     ASTER_CMD_SERVE, "largest request body accepted, in bytes"},
+    {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL,
+     ASTER_CMD_SERVE, "HTTP server threads (0: one per core)"},
+    {"shutdown-timeout-ms", "ASTER_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_ms), "1500", 0,
+     600000, NULL, ASTER_CMD_SERVE, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
+};
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < ASTER_NELEM(yes); i++) {
+        if (!strcasecmp(v, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (!strcasecmp(v, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int enum_index(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    int i = 0;
+    for (const char *p = choices; *p; i++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n))
+            return i;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+/* Applies text value `v` to setting `s`; `who` names the source for errors. */
+static int apply(aster_config *cfg, const setting *s, const char *v, const char *who,
+                 aster_err *err)
+{
+    char *base = (char *)cfg + s->off;
+
+    switch (s->type) {
+    case T_STR: {
+        char **dst = (char **)(void *)base;
+        if (!*v)
+            return aster_err_set(err, ASTER_EINVAL, who, "must not be empty");
+        aster_free(*dst);
+        *dst = aster_strdup(v);
+        return 0;
+    }
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (!*v || *end || errno)
+            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is not an integer", v);
+        if (n < s->min || n > s->max)
+            return aster_err_set(err, ASTER_EINVAL, who, "%lld is out of range %lld-%lld", n,
+                                 (long long)s->min, (long long)s->max);
+        *(int64_t *)(void *)base = n;
+        return 0;
+    }
+    case T_BOOL:
+        if (parse_bool(v, (bool *)(void *)base))
+            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is not true or false", v);
+        return 0;
+    case T_ENUM: {
+        int i = enum_index(s->choices, v);
+        if (i < 0)
+            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is not one of %s", v,
+                                 s->choices);
+        *(int *)(void *)base = i;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static const setting *find_flag(const char *name, size_t len, unsigned cmd)
+{
+    for (size_t i = 0; i < ASTER_NELEM(settings); i++)
+        if ((settings[i].cmds & cmd) && strlen(settings[i].flag) == len &&
+            !strncmp(settings[i].flag, name, len))
+            return &settings[i];
+    return NULL;
+}
+
+int aster_config_load(aster_config *cfg, unsigned cmd, int argc, char **argv, aster_err *err)
+{
+    char who[80];
+    int rc = 0;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->log_format = -1;
+    /* Defaults, then the environment, then flags: later sources win. */
+    for (size_t i = 0; i < ASTER_NELEM(settings) && !rc; i++) {
+        const setting *s = &settings[i];
+        if (s->def)
+            rc = apply(cfg, s, s->def, s->flag, err);
+        const char *v = getenv(s->env);
+        if (!rc && v && (s->cmds & cmd))
+            rc = apply(cfg, s, v, s->env, err);
+    }
+    for (int i = 1; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || !a[2]) {
+            rc = aster_err_set(err, ASTER_EINVAL, a, "unexpected argument");
+            break;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const setting *s = find_flag(name, len, cmd);
+        snprintf(who, sizeof(who), "--%.*s", (int)(len < 60 ? len : 60), name);
+        if (!s) {
+            rc = aster_err_set(err, ASTER_EINVAL, who, "unknown flag");
+            break;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v && s->type == T_BOOL)
+            v = "true";
+        if (!v && i + 1 < argc)
+            v = argv[++i];
+        if (!v) {
+            rc = aster_err_set(err, ASTER_EINVAL, who, "needs a value");
+            break;
+        }
+        rc = apply(cfg, s, v, who, err);
+    }
+    if (!rc && cfg->log_format < 0)
+        cfg->log_format = isatty(2) ? ASTER_LOG_TEXT : ASTER_LOG_JSON;
+    return rc;
+}
+
+void aster_config_fini(aster_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < ASTER_NELEM(settings); i++)
+        if (settings[i].type == T_STR) {
+            char **p = (char **)(void *)((char *)cfg + settings[i].off);
+            aster_free(*p);
+            *p = NULL;
+        }
+}
+
+void aster_config_print_help(FILE *f, unsigned cmd)
+{
+    for (size_t i = 0; i < ASTER_NELEM(settings); i++) {
+        const setting *s = &settings[i];
+        char flag[64];
+        if (!(s->cmds & cmd))
+            continue;
+        snprintf(flag, sizeof(flag), "--%s%s", s->flag,
+                 s->type == T_BOOL ? "" : s->type == T_ENUM ? " CHOICE" : " VALUE");
+        fprintf(f, "  %-28s %s\n  %-28s   %s%s%s%s%s%s\n", flag, s->help, "", s->env,
+                s->def ? " (default " : "", s->def ? s->def : "", s->def ? ")" : "",
+                s->choices ? " one of " : "", s->choices ? s->choices : "");
+    }
+}

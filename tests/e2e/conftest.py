@@ -1,0 +1,133 @@
+"""Shared fixtures for end-to-end tests: they drive the real `aster` binary
+(ASTER_BIN, set by `make test`) over real sockets, each with its own
+temporary database, and stop every process they start."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ASTER_BIN = os.environ.get("ASTER_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "aster")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_aster(*args, env=None, timeout=30, input=None):
+    """Runs `aster ARGS...` to completion; returns CompletedProcess (text)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([ASTER_BIN, *args], capture_output=True, text=True,
+                          timeout=timeout, env=e, input=input)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """One real HTTP request; returns Response whatever the status."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = body
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return Response(r.status, r.headers, r.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.headers, e.read())
+
+
+class Server:
+    """An `aster serve` process on a free loopback port."""
+
+    def __init__(self, tmp_path, args=(), env=None, db=None):
+        self.port = free_port()
+        self.db = db or str(tmp_path / "aster.db")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"aster-{self.port}.log"
+        e = dict(os.environ)
+        e.update(env or {})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [ASTER_BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--store", f"sqlite:{self.db}", "--log-format", "json", *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env=e)
+
+    def wait_ready(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"aster exited {self.proc.returncode}: {self.logs()}")
+            try:
+                if http("GET", self.url + "/healthz", timeout=1).status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("aster did not become healthy: " + self.logs())
+
+    def get(self, path, **kw):
+        return http("GET", self.url + path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return http("POST", self.url + path, body, **kw)
+
+    def logs(self):
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path).wait_ready()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory: start_server(args=..., env=...) -> Server; all stopped after."""
+    started = []
+
+    def start(args=(), env=None, db=None, wait=True):
+        s = Server(tmp_path, args, env, db)
+        started.append(s)
+        return s.wait_ready() if wait else s
+
+    yield start
+    for s in started:
+        s.stop(signal.SIGKILL)
