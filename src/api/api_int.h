@@ -3,6 +3,7 @@
 #define ASTER_API_INT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <microhttpd.h>
 
 #include "api/api.h"
@@ -13,6 +14,7 @@ struct aster_api {
     aster_api_opts opts;
     struct MHD_Daemon *mhd;
     int port;
+    atomic_int active; /* requests between first callback and completion */
 };
 
 typedef struct aster_req {

@@ -217,6 +217,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         ctx = aster_calloc(1, sizeof(*ctx));
         ctx->started = aster_mono_now();
+        atomic_fetch_add(&api->active, 1);
         /* A declared length over the cap is refused before reading it. */
         if (cl && strtoull(cl, NULL, 10) > api->opts.max_body)
             ctx->too_large = 1;
@@ -258,11 +259,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    aster_api *api = cls;
     req_ctx *ctx = *con_cls;
-    (void)cls;
     (void)conn;
     (void)toe;
     if (ctx) {
+        atomic_fetch_sub(&api->active, 1);
         aster_free(ctx->body);
         aster_free(ctx);
         *con_cls = NULL;
@@ -310,19 +312,15 @@ void aster_api_stop(aster_api *api, int64_t grace_ms)
 {
     if (!api)
         return;
-    /* Stop accepting first, then give open connections (in-flight requests)
-     * the grace period before MHD_stop_daemon closes what is left. */
+    /* Stop accepting first, then give requests in progress the grace period
+     * before MHD_stop_daemon closes every connection.  Idle keep-alive
+     * connections do not hold shutdown up: only requests count. */
     int lfd = (int)MHD_quiesce_daemon(api->mhd);
     if (lfd >= 0)
         close(lfd);
     aster_mono_us deadline = aster_mono_now() + grace_ms * 1000;
-    while (aster_mono_now() < deadline) {
-        const union MHD_DaemonInfo *info =
-            MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!info || info->num_connections == 0)
-            break;
-        usleep(10000);
-    }
+    while (atomic_load(&api->active) > 0 && aster_mono_now() < deadline)
+        usleep(5000);
     MHD_stop_daemon(api->mhd);
     aster_free(api);
 }

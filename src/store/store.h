@@ -141,6 +141,67 @@ int aster_store_exec_list(aster_store *st, const aster_exec_filter *f, aster_exe
                           aster_err *err);
 void aster_store_free_execs(aster_exec *execs, size_t n);
 
+/* ---- the engine's operations ------------------------------------------------
+ *
+ * Execution state machine (docs/architecture.md draws it):
+ *   pending -> running            aster_store_exec_claim   (lease set)
+ *   running -> pending            retry after a failed attempt (exec_update)
+ *   running -> succeeded|failed|timed_out|cancelled   exec_update
+ *   running -> pending | failed   aster_store_exec_reclaim (lease lost:
+ *                                 ATLEAST_ONCE runs again, ATMOST_ONCE fails)
+ * Invariant: running <=> claimed_by and lease_until set. */
+
+/* Sets a job's next_fire_at without touching its version (the scheduler's
+ * bookkeeping must not conflict with a user's concurrent update).
+ * ASTER_ENOENT when the job is gone. */
+ASTER_MUST_CHECK
+int aster_store_job_set_next(aster_store *st, const char *id, aster_time_us next_fire_at,
+                             aster_err *err);
+
+/* Claims up to `max` pending executions with not_before <= now, oldest
+ * first: each becomes running, claimed by `owner` until `lease_until`.
+ * *out: array of *n (aster_store_free_execs). */
+ASTER_MUST_CHECK
+int aster_store_exec_claim(aster_store *st, const char *owner, aster_time_us now,
+                           aster_time_us lease_until, size_t max, aster_exec **out, size_t *n,
+                           aster_err *err);
+
+/* Extends the lease of every execution `owner` has running. */
+ASTER_MUST_CHECK
+int aster_store_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until,
+                            aster_err *err);
+
+/* Takes back running executions not claimed by `keep_owner` (NULL: any)
+ * whose lease ends before `expired_before`: ATLEAST_ONCE ones become pending
+ * again with attempt + 1 (not_before = now); ATMOST_ONCE ones become failed
+ * with the error "lost: executor died".  Counts go to *retried / *failed
+ * (may be NULL). */
+ASTER_MUST_CHECK
+int aster_store_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
+                             aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+
+/* The earliest not_before of a pending execution, or 0 when none. */
+int aster_store_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
+
+/* One attempt of an execution, kept as history. */
+typedef struct aster_attempt {
+    char execution_id[ASTER_ID_LEN + 1];
+    int32_t attempt;
+    aster_exec_status status;
+    aster_time_us started_at, finished_at;
+    int64_t duration_ms;
+    int32_t http_status, exit_code; /* -1: none */
+    char *error;                    /* owned; may be NULL */
+} aster_attempt;
+
+ASTER_MUST_CHECK
+int aster_store_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
+/* Attempts of one execution, in order.  Free with aster_store_free_attempts. */
+ASTER_MUST_CHECK
+int aster_store_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out,
+                             size_t *n, aster_err *err);
+void aster_store_free_attempts(aster_attempt *a, size_t n);
+
 /* ---- alerts ---------------------------------------------------------------- */
 
 ASTER_MUST_CHECK

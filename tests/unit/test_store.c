@@ -1,0 +1,1405 @@
+/* test_store.c — the store interface against a real SQLite file.
+ *
+ * Every test opens its own database in one temporary directory made for
+ * this run (under $ASTER_TEST_TMPDIR, else /tmp) and removed at the end. */
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "core/job.h"
+#include "store/store.h"
+#include "util/mem.h"
+#include "util/uuid.h"
+
+/* Short enough that every path built from it fits in PATH_MAX. */
+static char tmpdir[512];
+
+/* ---- fixtures ---------------------------------------------------------------- */
+
+static int make_tmpdir(void **state)
+{
+    const char *base = getenv("ASTER_TEST_TMPDIR");
+
+    (void)state;
+    if (!base || !*base)
+        base = "/tmp";
+    if (mkdir(base, 0755) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(tmpdir, sizeof(tmpdir), "%s/test_store.XXXXXX", base);
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void db_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s.db", tmpdir, name);
+}
+
+static void db_url(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "sqlite:%s/%s.db", tmpdir, name);
+}
+
+static aster_store *open_db(const char *name)
+{
+    const aster_store_opts opts = {.exclusive = false, .migrate = true};
+    aster_store *st = NULL;
+    aster_err err = {0};
+    char url[PATH_MAX + 16];
+
+    db_url(url, sizeof(url), name);
+    int rc = aster_store_open(url, &opts, &st, &err);
+    if (rc)
+        fail_msg("open %s: %s", url, err.msg);
+    return st;
+}
+
+static void make_job(aster_job *j, const char *name)
+{
+    aster_job_init(j);
+    aster_uuid7(j->id);
+    j->name = aster_strdup(name);
+    j->schedule = aster_strdup("*/5 * * * *");
+    j->timezone = aster_strdup("Europe/Berlin");
+    j->target = aster_strdup("{\"url\":\"http://127.0.0.1:9/\",\"method\":\"POST\"}");
+    j->max_retries = 3;
+    j->retry_backoff_ms = 1000;
+    j->retry_backoff_max_ms = 60000;
+    j->timeout_ms = 30000;
+    j->created_at = j->updated_at = aster_time_now();
+    j->version = 1;
+}
+
+static void insert_job(aster_store *st, const char *name, bool paused, char id[ASTER_ID_LEN + 1])
+{
+    aster_job j;
+    aster_err err = {0};
+
+    make_job(&j, name);
+    j.paused = paused;
+    if (aster_store_job_insert(st, &j, &err))
+        fail_msg("insert %s: %s", name, err.msg);
+    if (id)
+        memcpy(id, j.id, ASTER_ID_LEN + 1);
+    aster_job_fini(&j);
+}
+
+static void make_exec(aster_exec *e, const char *job_id, aster_time_us at, aster_trigger trig)
+{
+    aster_exec_init(e);
+    aster_uuid7(e->id);
+    snprintf(e->job_id, sizeof(e->job_id), "%s", job_id);
+    e->scheduled_at = at;
+    e->trigger = trig;
+    e->not_before = at;
+    e->created_at = aster_time_now();
+}
+
+static void make_alert(aster_alert *a, const char *job_id, const char *exec_id, const char *kind,
+                       aster_time_us at)
+{
+    aster_alert_init(a);
+    aster_uuid7(a->id);
+    snprintf(a->job_id, sizeof(a->job_id), "%s", job_id);
+    snprintf(a->execution_id, sizeof(a->execution_id), "%s", exec_id ? exec_id : "");
+    a->kind = aster_strdup(kind);
+    a->message = aster_strdup("job failed: connection refused");
+    a->delivery_state = aster_strdup("pending");
+    a->created_at = at;
+}
+
+static size_t count_execs(aster_store *st, const char *job_id)
+{
+    aster_exec_filter f = {.job_id = job_id, .status = -1, .limit = ASTER_STORE_MAX_PAGE};
+    aster_exec *ex = NULL;
+    aster_err err = {0};
+    size_t n = 0;
+
+    assert_int_equal(aster_store_exec_list(st, &f, &ex, &n, &err), 0);
+    aster_store_free_execs(ex, n);
+    return n;
+}
+
+static void assert_str_eq_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void assert_job_eq(const aster_job *a, const aster_job *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->name, b->name);
+    assert_string_equal(a->schedule, b->schedule);
+    assert_string_equal(a->timezone, b->timezone);
+    assert_int_equal(a->delivery, b->delivery);
+    assert_int_equal(a->target_kind, b->target_kind);
+    assert_string_equal(a->target, b->target);
+    assert_int_equal(a->max_retries, b->max_retries);
+    assert_int_equal(a->retry_backoff_ms, b->retry_backoff_ms);
+    assert_int_equal(a->retry_backoff_max_ms, b->retry_backoff_max_ms);
+    assert_int_equal(a->timeout_ms, b->timeout_ms);
+    assert_int_equal(a->overlap, b->overlap);
+    assert_int_equal(a->misfire, b->misfire);
+    assert_int_equal(a->misfire_grace_ms, b->misfire_grace_ms);
+    assert_int_equal(a->dst_gap, b->dst_gap);
+    assert_int_equal(a->dst_overlap, b->dst_overlap);
+    assert_int_equal(a->paused, b->paused);
+    assert_str_eq_null(a->alert_webhook, b->alert_webhook);
+    assert_int_equal(a->alert_after_failures, b->alert_after_failures);
+    assert_int_equal(a->alert_if_no_success_ms, b->alert_if_no_success_ms);
+    assert_int_equal(a->next_fire_at, b->next_fire_at);
+    assert_int_equal(a->created_at, b->created_at);
+    assert_int_equal(a->updated_at, b->updated_at);
+    assert_int_equal(a->version, b->version);
+}
+
+static void assert_exec_eq(const aster_exec *a, const aster_exec *b)
+{
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->job_id, b->job_id);
+    assert_int_equal(a->scheduled_at, b->scheduled_at);
+    assert_int_equal(a->trigger, b->trigger);
+    assert_int_equal(a->status, b->status);
+    assert_int_equal(a->attempt, b->attempt);
+    assert_int_equal(a->not_before, b->not_before);
+    assert_str_eq_null(a->claimed_by, b->claimed_by);
+    assert_int_equal(a->lease_until, b->lease_until);
+    assert_int_equal(a->started_at, b->started_at);
+    assert_int_equal(a->finished_at, b->finished_at);
+    assert_int_equal(a->duration_ms, b->duration_ms);
+    assert_int_equal(a->drift_ms, b->drift_ms);
+    assert_int_equal(a->http_status, b->http_status);
+    assert_int_equal(a->exit_code, b->exit_code);
+    assert_str_eq_null(a->error, b->error);
+    assert_str_eq_null(a->output, b->output);
+    assert_int_equal(a->created_at, b->created_at);
+}
+
+/* ---- open, URLs, migrations, locks ------------------------------------------------ */
+
+static void test_bad_urls(void **state)
+{
+    char missing[PATH_MAX + 32];
+    const struct {
+        const char *url;
+        int code;
+    } bad[] = {
+        {"mysql://x", ASTER_EINVAL},
+        {"sqlite:", ASTER_EINVAL},
+        {"sqlite://", ASTER_EINVAL},
+        {"", ASTER_EINVAL},
+        {NULL, ASTER_EINVAL},
+        {"sqlite::memory:", ASTER_EINVAL},
+        {"postgres://aster@localhost/aster", ASTER_EINVAL},
+        {"postgresql://aster@localhost/aster", ASTER_EINVAL},
+        {missing, ASTER_EIO},
+    };
+
+    (void)state;
+    snprintf(missing, sizeof(missing), "sqlite:%s/no/such/dir/a.db", tmpdir);
+    for (size_t i = 0; i < ASTER_NELEM(bad); i++) {
+        for (int excl = 0; excl < 2; excl++) {
+            const aster_store_opts opts = {.exclusive = excl, .migrate = true};
+            aster_store *const untouched = (aster_store *)&opts, *st = untouched;
+            aster_err err = {0};
+            int rc = aster_store_open(bad[i].url, &opts, &st, &err);
+            if (rc != bad[i].code)
+                fail_msg("%s: got %d (%s), want %d", bad[i].url ? bad[i].url : "(null)", rc,
+                         err.msg, bad[i].code);
+            assert_int_equal(err.code, bad[i].code);
+            assert_string_equal(err.field, "store");
+            assert_true(err.msg[0] != '\0');
+            assert_ptr_equal(st, untouched);
+        }
+    }
+    {
+        aster_store *st = NULL;
+        aster_err err = {0};
+        assert_int_equal(aster_store_open("postgres://h/db", NULL, &st, &err), ASTER_EINVAL);
+        assert_string_equal(err.msg, "the PostgreSQL backend is not built yet");
+    }
+}
+
+static void test_open_migrate_reopen(void **state)
+{
+    const aster_store_opts plain = {.exclusive = false, .migrate = false};
+    char url[PATH_MAX + 16], url2[PATH_MAX + 16];
+    aster_store *st = NULL;
+    aster_err err = {0};
+    int v = -1, from = -1, to = -1;
+
+    (void)state;
+    assert_true(aster_store_latest_version() >= 1);
+    db_url(url, sizeof(url), "migrate");
+
+    /* Not migrated: version 0, and ping says why it is not ready. */
+    assert_int_equal(aster_store_open(url, &plain, &st, &err), 0);
+    assert_string_equal(aster_store_backend(st), "sqlite");
+    assert_int_equal(aster_store_caps(st) & ASTER_STORE_CAP_SHARED, 0);
+    assert_int_equal(aster_store_schema_version(st, &v, &err), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(aster_store_ping(st, &err), ASTER_EUNAVAIL);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_migrate(st, &from, &to, &err), 0);
+    assert_int_equal(from, 0);
+    assert_int_equal(to, aster_store_latest_version());
+    /* Again: a no-op. */
+    assert_int_equal(aster_store_migrate(st, &from, &to, &err), 0);
+    assert_int_equal(from, aster_store_latest_version());
+    assert_int_equal(to, aster_store_latest_version());
+    assert_int_equal(aster_store_ping(st, &err), 0);
+    aster_store_close(st);
+
+    /* Reopen with migrate, through the sqlite:// spelling. */
+    snprintf(url2, sizeof(url2), "sqlite://%s/migrate.db", tmpdir);
+    st = open_db("migrate");
+    assert_int_equal(aster_store_schema_version(st, &v, &err), 0);
+    assert_int_equal(v, aster_store_latest_version());
+    aster_store_close(st);
+    st = NULL;
+    assert_int_equal(aster_store_open(url2, &plain, &st, &err), 0);
+    assert_int_equal(aster_store_schema_version(st, &v, &err), 0);
+    assert_int_equal(v, aster_store_latest_version());
+    assert_int_equal(aster_store_ping(st, &err), 0);
+    aster_store_close(st);
+    aster_store_close(NULL);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    char path[PATH_MAX], url[PATH_MAX + 16], sql[128], want[64];
+    aster_store *st = open_db("newer");
+    aster_err err = {0};
+    sqlite3 *db = NULL;
+
+    (void)state;
+    aster_store_close(st);
+    db_path(path, sizeof(path), "newer");
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations VALUES (%d, 'future')",
+             aster_store_latest_version() + 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    for (int migrate = 0; migrate < 2; migrate++) {
+        const aster_store_opts opts = {.exclusive = false, .migrate = migrate};
+        st = NULL;
+        aster_err_clear(&err);
+        db_url(url, sizeof(url), "newer");
+        assert_int_equal(aster_store_open(url, &opts, &st, &err), ASTER_EINVAL);
+        assert_null(st);
+        assert_string_equal(err.field, "store");
+        snprintf(want, sizeof(want), "schema version %d is newer than this aster (%d)",
+                 aster_store_latest_version() + 1, aster_store_latest_version());
+        assert_non_null(strstr(err.msg, want));
+    }
+}
+
+static void test_exclusive_lock(void **state)
+{
+    const aster_store_opts excl = {.exclusive = true, .migrate = true};
+    char url[PATH_MAX + 16], want[64];
+    aster_store *a = NULL, *b = NULL;
+    aster_err err = {0};
+
+    (void)state;
+    db_url(url, sizeof(url), "exclusive");
+    assert_int_equal(aster_store_open(url, &excl, &a, &err), 0);
+    assert_int_equal(aster_store_open(url, &excl, &b, &err), ASTER_EBUSY);
+    assert_null(b);
+    assert_string_equal(err.field, "store");
+    assert_non_null(strstr(err.msg, "is in use by another aster process"));
+    snprintf(want, sizeof(want), "(pid %ld)", (long)getpid());
+    assert_non_null(strstr(err.msg, want));
+    aster_store_close(a);
+
+    /* Released on close. */
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_open(url, &excl, &b, &err), 0);
+    aster_store_close(b);
+}
+
+static void test_ping_notices_replaced_file(void **state)
+{
+    char path[PATH_MAX];
+    aster_store *st = open_db("replaced");
+    aster_err err = {0};
+
+    (void)state;
+    assert_int_equal(aster_store_ping(st, &err), 0);
+    db_path(path, sizeof(path), "replaced");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(aster_store_ping(st, &err), ASTER_EUNAVAIL);
+    assert_string_equal(err.field, "store");
+    aster_store_close(st);
+}
+
+/* ---- jobs -------------------------------------------------------------------------- */
+
+static void test_job_crud(void **state)
+{
+    aster_store *st = open_db("jobs");
+    aster_job j, got, other;
+    aster_err err = {0};
+
+    (void)state;
+    make_job(&j, "backup");
+    j.delivery = ASTER_DELIVERY_ATMOST_ONCE;
+    j.target_kind = ASTER_TARGET_COMMAND;
+    j.overlap = ASTER_OVERLAP_REPLACE;
+    j.misfire = ASTER_MISFIRE_RUN_ALL;
+    j.misfire_grace_ms = 5000;
+    j.dst_gap = 1;
+    j.dst_overlap = 2;
+    j.paused = true;
+    j.alert_webhook = aster_strdup("https://hooks.example/x");
+    j.alert_after_failures = 3;
+    j.alert_if_no_success_ms = 3600000;
+    j.next_fire_at = j.created_at + 5 * ASTER_US_PER_SEC;
+    assert_int_equal(aster_store_job_insert(st, &j, &err), 0);
+
+    /* By id and by name. */
+    aster_job_init(&got);
+    assert_int_equal(aster_store_job_get(st, j.id, &got, &err), 0);
+    assert_job_eq(&got, &j);
+    aster_job_fini(&got);
+    assert_int_equal(aster_store_job_get(st, "backup", &got, &err), 0);
+    assert_job_eq(&got, &j);
+    aster_job_fini(&got);
+    assert_int_equal(aster_store_job_get(st, "nope", &got, &err), ASTER_ENOENT);
+    aster_err_clear(&err);
+
+    /* Duplicate name, duplicate id. */
+    make_job(&other, "backup");
+    assert_int_equal(aster_store_job_insert(st, &other, &err), ASTER_EEXIST);
+    assert_string_equal(err.field, "name");
+    assert_string_equal(err.msg, "a job named 'backup' already exists");
+    aster_err_clear(&err);
+    aster_free(other.name);
+    other.name = aster_strdup("other");
+    memcpy(other.id, j.id, sizeof(j.id));
+    assert_int_equal(aster_store_job_insert(st, &other, &err), ASTER_EEXIST);
+    assert_string_equal(err.field, "id");
+    aster_err_clear(&err);
+    aster_uuid7(other.id);
+    assert_int_equal(aster_store_job_insert(st, &other, &err), 0);
+
+    /* Bad input is named. */
+    {
+        aster_job bad;
+        make_job(&bad, "x");
+        aster_free(bad.schedule);
+        bad.schedule = NULL;
+        assert_int_equal(aster_store_job_insert(st, &bad, &err), ASTER_EINVAL);
+        assert_string_equal(err.field, "schedule");
+        aster_err_clear(&err);
+        bad.schedule = aster_strdup("* * * * *");
+        bad.overlap = (aster_overlap)7;
+        assert_int_equal(aster_store_job_insert(st, &bad, &err), ASTER_EINVAL);
+        assert_string_equal(err.field, "overlap");
+        aster_err_clear(&err);
+        aster_job_fini(&bad);
+    }
+
+    /* Update: optimistic concurrency, NULL webhook, 0 next fire. */
+    aster_free(j.alert_webhook);
+    j.alert_webhook = NULL;
+    j.next_fire_at = 0;
+    j.paused = false;
+    j.version = 2;
+    assert_int_equal(aster_store_job_update(st, &j, 5, &err), ASTER_ECONFLICT);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_job_update(st, &j, 1, &err), 0);
+    assert_int_equal(aster_store_job_update(st, &j, 1, &err), ASTER_ECONFLICT);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_job_get(st, j.id, &got, &err), 0);
+    assert_job_eq(&got, &j);
+    assert_null(got.alert_webhook);
+    aster_job_fini(&got);
+    j.version = 3;
+    assert_int_equal(aster_store_job_update(st, &j, 0, &err), 0); /* unconditional */
+
+    aster_free(j.name);
+    j.name = aster_strdup("other");
+    assert_int_equal(aster_store_job_update(st, &j, 0, &err), ASTER_EEXIST);
+    assert_string_equal(err.field, "name");
+    aster_err_clear(&err);
+    {
+        aster_job ghost;
+        make_job(&ghost, "ghost");
+        assert_int_equal(aster_store_job_update(st, &ghost, 0, &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+        aster_job_fini(&ghost);
+    }
+
+    /* Count. */
+    {
+        int64_t active = -1, paused = -1;
+        assert_int_equal(aster_store_job_count(st, &active, &paused, &err), 0);
+        assert_int_equal(active, 2);
+        assert_int_equal(paused, 0);
+    }
+
+    /* Delete cascades to executions and alerts. */
+    {
+        aster_exec ex[3];
+        aster_alert al;
+        aster_alert_filter af = {.job_id = j.id, .limit = 10};
+        aster_alert *alerts = NULL;
+        size_t n = 99;
+        for (int i = 0; i < 3; i++)
+            make_exec(&ex[i], j.id, 1000 + i, ASTER_TRIGGER_SCHEDULE);
+        assert_int_equal(aster_store_exec_insert(st, ex, 3, NULL, &err), 0);
+        make_alert(&al, j.id, ex[0].id, "failed", 1);
+        assert_int_equal(aster_store_alert_insert(st, &al, &err), 0);
+        aster_alert_fini(&al);
+        make_alert(&al, j.id, NULL, "consecutive_failures", 2);
+        assert_int_equal(aster_store_alert_insert(st, &al, &err), 0);
+        aster_alert_fini(&al);
+        assert_int_equal(count_execs(st, j.id), 3);
+
+        assert_int_equal(aster_store_job_delete(st, j.id, &err), 0);
+        assert_int_equal(aster_store_job_get(st, j.id, &got, &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+        assert_int_equal(aster_store_exec_get(st, ex[0].id, &ex[1], &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+        assert_int_equal(count_execs(st, j.id), 0);
+        assert_int_equal(aster_store_alert_list(st, &af, &alerts, &n, &err), 0);
+        assert_int_equal(n, 0);
+        aster_store_free_alerts(alerts, n);
+        assert_int_equal(aster_store_job_delete(st, j.id, &err), ASTER_ENOENT);
+        assert_string_equal(err.field, "id");
+        aster_err_clear(&err);
+    }
+    aster_job_fini(&j);
+    aster_job_fini(&other);
+    aster_store_close(st);
+}
+
+static void expect_names(aster_store *st, const aster_job_filter *f, const char *const *want,
+                         size_t nwant)
+{
+    aster_job *jobs = NULL;
+    aster_err err = {0};
+    size_t n = 0;
+
+    if (aster_store_job_list(st, f, &jobs, &n, &err))
+        fail_msg("list: %s", err.msg);
+    if (n != nwant)
+        fail_msg("prefix '%s': %zu jobs, want %zu", f->name_prefix ? f->name_prefix : "", n, nwant);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(jobs[i].name, want[i]);
+    aster_store_free_jobs(jobs, n);
+}
+
+static void test_job_list(void **state)
+{
+    aster_store *st = open_db("joblist");
+    static const char *const names[] = {"a_b",
+                                        "axb",
+                                        "a%c",
+                                        "abc",
+                                        "a",
+                                        "b",
+                                        "a_",
+                                        "z\xff\xff"
+                                        "a",
+                                        "z"};
+    aster_job_filter f = {.paused = -1, .limit = 100};
+    aster_err err = {0};
+
+    (void)state;
+    for (size_t i = 0; i < ASTER_NELEM(names); i++)
+        insert_job(st, names[i], i % 3 == 0, NULL);
+
+    expect_names(st, &f, names, ASTER_NELEM(names)); /* id order = creation order */
+    f.name_prefix = "a_";
+    expect_names(st, &f, (const char *const[]){"a_b", "a_"}, 2);
+    f.name_prefix = "a%";
+    expect_names(st, &f, (const char *const[]){"a%c"}, 1);
+    f.name_prefix = "a";
+    expect_names(st, &f, (const char *const[]){"a_b", "axb", "a%c", "abc", "a", "a_"}, 6);
+    f.name_prefix = "z\xff";
+    expect_names(st, &f,
+                 (const char *const[]){"z\xff\xff"
+                                       "a"},
+                 1);
+    f.name_prefix = "";
+    expect_names(st, &f, names, ASTER_NELEM(names));
+    f.name_prefix = "nothing";
+    expect_names(st, &f, NULL, 0);
+
+    /* A long prefix is matched in full. */
+    {
+        char longb[702], longc[702];
+        memset(longb, 'p', 700);
+        memcpy(longc, longb, 700);
+        strcpy(longb + 700, "b");
+        strcpy(longc + 700, "c");
+        insert_job(st, longc, false, NULL);
+        f.name_prefix = longb;
+        expect_names(st, &f, NULL, 0);
+        f.name_prefix = longc;
+        expect_names(st, &f, (const char *const[]){longc}, 1);
+        char id[ASTER_ID_LEN + 1];
+        aster_job j;
+        aster_job_init(&j);
+        assert_int_equal(aster_store_job_get(st, longc, &j, &err), 0);
+        memcpy(id, j.id, sizeof(id));
+        aster_job_fini(&j);
+        assert_int_equal(aster_store_job_delete(st, id, &err), 0);
+    }
+
+    /* paused: indexes 0, 3, 6 */
+    f.name_prefix = NULL;
+    f.paused = 1;
+    expect_names(st, &f, (const char *const[]){"a_b", "abc", "a_"}, 3);
+    f.paused = 0;
+    f.name_prefix = "a";
+    expect_names(st, &f, (const char *const[]){"axb", "a%c", "a"}, 3);
+
+    /* Pages of 2 cover everything once, in order. */
+    {
+        aster_job_filter pf = {.paused = -1, .limit = 2};
+        char cursor[ASTER_ID_LEN + 1] = "";
+        size_t seen = 0, pages = 0;
+        for (;;) {
+            aster_job *jobs = NULL;
+            size_t n = 0;
+            pf.after_id = cursor[0] ? cursor : NULL;
+            assert_int_equal(aster_store_job_list(st, &pf, &jobs, &n, &err), 0);
+            assert_true(n <= 2);
+            for (size_t i = 0; i < n; i++)
+                assert_string_equal(jobs[i].name, names[seen + i]);
+            seen += n;
+            if (n)
+                memcpy(cursor, jobs[n - 1].id, sizeof(cursor));
+            aster_store_free_jobs(jobs, n);
+            if (n < 2)
+                break;
+            pages++;
+        }
+        assert_int_equal(seen, ASTER_NELEM(names));
+        assert_int_equal(pages, ASTER_NELEM(names) / 2);
+    }
+
+    /* Limits. */
+    {
+        aster_job *jobs = (aster_job *)&f;
+        size_t n = 7;
+        f.limit = 0;
+        assert_int_equal(aster_store_job_list(st, &f, &jobs, &n, &err), ASTER_EINVAL);
+        assert_string_equal(err.field, "limit");
+        assert_null(jobs);
+        assert_int_equal(n, 0);
+        aster_err_clear(&err);
+        f.limit = ASTER_STORE_MAX_PAGE + 1;
+        assert_int_equal(aster_store_job_list(st, &f, &jobs, &n, &err), ASTER_EINVAL);
+        aster_err_clear(&err);
+        f.limit = 1;
+        f.paused = -1;
+        f.name_prefix = NULL;
+        assert_int_equal(aster_store_job_list(st, &f, &jobs, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(jobs[0].name, names[0]);
+        aster_store_free_jobs(jobs, n);
+    }
+    aster_store_close(st);
+}
+
+/* ---- executions ------------------------------------------------------------------- */
+
+static void test_exec_insert_batch(void **state)
+{
+    enum { N = 1000 };
+    aster_store *st = open_db("execs");
+    aster_exec *ex = aster_calloc(N, sizeof(*ex));
+    char job[ASTER_ID_LEN + 1], ghost[ASTER_ID_LEN + 1];
+    aster_err err = {0};
+    size_t inserted = 0, want = 0;
+
+    (void)state;
+    insert_job(st, "fires", false, job);
+    /* Every 10th repeats the previous fire's instant: skipped.  Every 25th
+     * is a manual trigger at a fire's instant: kept. */
+    for (int i = 0; i < N; i++) {
+        aster_time_us at = 1000000 * (aster_time_us)(i - (i % 10 == 9));
+        aster_trigger trig = i % 25 == 24
+                                 ? ASTER_TRIGGER_MANUAL
+                                 : (i % 2 ? ASTER_TRIGGER_CATCHUP : ASTER_TRIGGER_SCHEDULE);
+        make_exec(&ex[i], job, at, trig);
+        if (i % 10 != 9 || trig == ASTER_TRIGGER_MANUAL)
+            want++;
+    }
+    assert_int_equal(aster_store_exec_insert(st, ex, N, &inserted, &err), 0);
+    assert_int_equal(inserted, want);
+    assert_int_equal(count_execs(st, job), want);
+
+    /* Again: every fire exists; only fresh manual ids would be new. */
+    for (int i = 0; i < N; i++)
+        aster_uuid7(ex[i].id);
+    want = 0;
+    for (int i = 0; i < N; i++)
+        want += ex[i].trigger == ASTER_TRIGGER_MANUAL;
+    assert_int_equal(aster_store_exec_insert(st, ex, N, &inserted, &err), 0);
+    assert_int_equal(inserted, want);
+
+    /* A duplicate id is an error, not a skip. */
+    assert_int_equal(aster_store_exec_insert(st, &ex[24], 1, &inserted, &err), ASTER_EEXIST);
+    assert_string_equal(err.field, "id");
+    aster_err_clear(&err);
+
+    /* A missing job fails the call and keeps nothing of it. */
+    {
+        aster_exec three[3];
+        size_t before = count_execs(st, job);
+        aster_uuid7(ghost);
+        make_exec(&three[0], job, 5000000000, ASTER_TRIGGER_SCHEDULE);
+        make_exec(&three[1], ghost, 5000000000, ASTER_TRIGGER_SCHEDULE);
+        make_exec(&three[2], job, 5000000001, ASTER_TRIGGER_SCHEDULE);
+        inserted = 99;
+        assert_int_equal(aster_store_exec_insert(st, three, 3, &inserted, &err), ASTER_ENOENT);
+        assert_string_equal(err.field, "job_id");
+        assert_int_equal(inserted, 0);
+        aster_err_clear(&err);
+        assert_int_equal(count_execs(st, job), before);
+        assert_int_equal(aster_store_exec_get(st, three[0].id, &three[1], &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+    }
+    assert_int_equal(aster_store_exec_insert(st, NULL, 0, &inserted, &err), 0);
+    assert_int_equal(inserted, 0);
+    aster_free(ex);
+    aster_store_close(st);
+}
+
+static void test_exec_roundtrip(void **state)
+{
+    aster_store *st = open_db("exec_rt");
+    char job[ASTER_ID_LEN + 1];
+    aster_exec e, got;
+    aster_err err = {0};
+
+    (void)state;
+    insert_job(st, "rt", false, job);
+    make_exec(&e, job, 1700000000000000, ASTER_TRIGGER_MANUAL);
+    assert_int_equal(aster_store_exec_insert(st, &e, 1, NULL, &err), 0);
+    aster_exec_init(&got);
+    assert_int_equal(aster_store_exec_get(st, e.id, &got, &err), 0);
+    assert_exec_eq(&got, &e); /* fresh: NULL strings, -1 numbers, 0 times */
+    assert_null(got.claimed_by);
+    assert_int_equal(got.http_status, -1);
+    aster_exec_fini(&got);
+
+    e.status = ASTER_EXEC_TIMED_OUT;
+    e.attempt = 3;
+    e.not_before = 1700000000000001;
+    e.claimed_by = aster_strdup("worker-1");
+    e.lease_until = 1700000000000002;
+    e.started_at = 1700000000000003;
+    e.finished_at = 1700000000000004;
+    e.duration_ms = 0;
+    e.drift_ms = 12;
+    e.http_status = 504;
+    e.exit_code = 0;
+    e.error = aster_strdup("");
+    e.output = aster_strdup("line 1\nline 2 \xe2\x9c\x93");
+    assert_int_equal(aster_store_exec_update(st, &e, &err), 0);
+    assert_int_equal(aster_store_exec_get(st, e.id, &got, &err), 0);
+    assert_exec_eq(&got, &e);
+    assert_non_null(got.error); /* "" is not NULL */
+    aster_exec_fini(&got);
+
+    /* And back to absent. */
+    aster_free(e.claimed_by);
+    aster_free(e.error);
+    e.claimed_by = e.error = NULL;
+    e.lease_until = e.started_at = e.finished_at = 0;
+    e.duration_ms = e.drift_ms = -1;
+    e.http_status = e.exit_code = -1;
+    e.status = ASTER_EXEC_PENDING;
+    assert_int_equal(aster_store_exec_update(st, &e, &err), 0);
+    assert_int_equal(aster_store_exec_get(st, e.id, &got, &err), 0);
+    assert_exec_eq(&got, &e);
+    aster_exec_fini(&got);
+
+    {
+        aster_exec ghost;
+        make_exec(&ghost, job, 1, ASTER_TRIGGER_SCHEDULE);
+        assert_int_equal(aster_store_exec_update(st, &ghost, &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+        ghost.status = ASTER_EXEC_STATUS_COUNT;
+        assert_int_equal(aster_store_exec_update(st, &ghost, &err), ASTER_EINVAL);
+        assert_string_equal(err.field, "status");
+        aster_err_clear(&err);
+        assert_int_equal(aster_store_exec_get(st, "not-an-id", &got, &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+    }
+    aster_exec_fini(&e);
+    aster_store_close(st);
+}
+
+static void test_exec_list(void **state)
+{
+    aster_store *st = open_db("exec_list");
+    char a[ASTER_ID_LEN + 1], b[ASTER_ID_LEN + 1];
+    char ids[15][ASTER_ID_LEN + 1];
+    aster_exec ex[15], *out = NULL;
+    aster_err err = {0};
+    size_t n = 0;
+
+    (void)state;
+    insert_job(st, "a", false, a);
+    insert_job(st, "b", false, b);
+    for (int i = 0; i < 15; i++) {
+        make_exec(&ex[i], i < 10 ? a : b, 1000 * (aster_time_us)i, ASTER_TRIGGER_SCHEDULE);
+        ex[i].status = i % 3 == 0 ? ASTER_EXEC_SUCCEEDED : ASTER_EXEC_FAILED;
+        memcpy(ids[i], ex[i].id, sizeof(ids[i]));
+    }
+    assert_int_equal(aster_store_exec_insert(st, ex, 15, NULL, &err), 0);
+
+    {
+        aster_exec_filter f = {.status = -1, .limit = 100};
+        assert_int_equal(aster_store_exec_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 15);
+        for (size_t i = 0; i < n; i++)
+            assert_string_equal(out[i].id, ids[14 - i]); /* newest first */
+        aster_store_free_execs(out, n);
+    }
+    {
+        aster_exec_filter f = {.job_id = a, .status = ASTER_EXEC_SUCCEEDED, .limit = 100};
+        assert_int_equal(aster_store_exec_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 4); /* 9, 6, 3, 0 */
+        assert_string_equal(out[0].id, ids[9]);
+        assert_string_equal(out[3].id, ids[0]);
+        aster_store_free_execs(out, n);
+    }
+    {
+        aster_exec_filter f = {.job_id = b, .status = -1, .since = 12000, .limit = 100};
+        assert_int_equal(aster_store_exec_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 3); /* 14, 13, 12 */
+        assert_string_equal(out[2].id, ids[12]);
+        aster_store_free_execs(out, n);
+    }
+    {
+        /* Pages of 4 with the before_id cursor. */
+        aster_exec_filter f = {.job_id = a, .status = -1, .limit = 4};
+        char cursor[ASTER_ID_LEN + 1] = "";
+        size_t seen = 0;
+        do {
+            f.before_id = cursor[0] ? cursor : NULL;
+            assert_int_equal(aster_store_exec_list(st, &f, &out, &n, &err), 0);
+            for (size_t i = 0; i < n; i++)
+                assert_string_equal(out[i].id, ids[9 - seen - i]);
+            seen += n;
+            if (n)
+                memcpy(cursor, out[n - 1].id, sizeof(cursor));
+            aster_store_free_execs(out, n);
+        } while (n == 4);
+        assert_int_equal(seen, 10);
+    }
+    {
+        aster_exec_filter f = {.status = 42, .limit = 10};
+        assert_int_equal(aster_store_exec_list(st, &f, &out, &n, &err), ASTER_EINVAL);
+        assert_string_equal(err.field, "status");
+        aster_err_clear(&err);
+    }
+    aster_store_close(st);
+}
+
+/* ---- the engine's operations ----------------------------------------------------------- */
+
+static void test_job_set_next(void **state)
+{
+    aster_store *st = open_db("set_next");
+    char id[ASTER_ID_LEN + 1], ghost[ASTER_ID_LEN + 1];
+    aster_job j;
+    aster_err err = {0};
+
+    (void)state;
+    insert_job(st, "n", false, id);
+    assert_int_equal(aster_store_job_set_next(st, id, 123456789, &err), 0);
+    aster_job_init(&j);
+    assert_int_equal(aster_store_job_get(st, id, &j, &err), 0);
+    assert_int_equal(j.next_fire_at, 123456789);
+    assert_int_equal(j.version, 1); /* a user's update must not conflict */
+    aster_job_fini(&j);
+    assert_int_equal(aster_store_job_set_next(st, id, 0, &err), 0);
+    assert_int_equal(aster_store_job_get(st, id, &j, &err), 0);
+    assert_int_equal(j.next_fire_at, 0);
+    aster_job_fini(&j);
+    aster_uuid7(ghost);
+    assert_int_equal(aster_store_job_set_next(st, ghost, 1, &err), ASTER_ENOENT);
+    aster_store_close(st);
+}
+
+static void test_claim_extend_reclaim(void **state)
+{
+    aster_store *st = open_db("claim");
+    char least[ASTER_ID_LEN + 1], most[ASTER_ID_LEN + 1];
+    const aster_time_us now = 1000 * ASTER_US_PER_SEC;
+    aster_exec ex[5], *got = NULL, one;
+    aster_err err = {0};
+    aster_time_us due = -1;
+    size_t n = 0, retried = 9, failed = 9;
+
+    (void)state;
+    insert_job(st, "least", false, least);
+    {
+        aster_job j;
+        make_job(&j, "most");
+        j.delivery = ASTER_DELIVERY_ATMOST_ONCE;
+        assert_int_equal(aster_store_job_insert(st, &j, &err), 0);
+        memcpy(most, j.id, sizeof(most));
+        aster_job_fini(&j);
+    }
+    assert_int_equal(aster_store_exec_next_due(st, &due, &err), 0);
+    assert_int_equal(due, 0); /* nothing pending */
+
+    /* Due: ex[2] (oldest), ex[0], ex[1]; not yet: ex[3]; not pending: ex[4]. */
+    make_exec(&ex[0], least, now - 2 * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    make_exec(&ex[1], most, now - 1 * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    make_exec(&ex[2], most, now - 3 * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    make_exec(&ex[3], least, now + 5 * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    make_exec(&ex[4], least, now - 9 * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    ex[4].status = ASTER_EXEC_SUCCEEDED;
+    assert_int_equal(aster_store_exec_insert(st, ex, 5, NULL, &err), 0);
+    assert_int_equal(aster_store_exec_next_due(st, &due, &err), 0);
+    assert_int_equal(due, now - 3 * ASTER_US_PER_SEC);
+
+    /* Two at a time, oldest first, with lease, start and drift. */
+    assert_int_equal(
+        aster_store_exec_claim(st, "w1", now, now + 30 * ASTER_US_PER_SEC, 2, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].id, ex[2].id);
+    assert_string_equal(got[1].id, ex[0].id);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got[i].status, ASTER_EXEC_RUNNING);
+        assert_string_equal(got[i].claimed_by, "w1");
+        assert_int_equal(got[i].lease_until, now + 30 * ASTER_US_PER_SEC);
+        assert_int_equal(got[i].started_at, now);
+        assert_int_equal(got[i].drift_ms, (now - got[i].scheduled_at) / 1000);
+    }
+    aster_store_free_execs(got, n);
+    assert_int_equal(
+        aster_store_exec_claim(st, "w2", now, now + 10 * ASTER_US_PER_SEC, 10, &got, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].id, ex[1].id);
+    aster_store_free_execs(got, n);
+    assert_int_equal(aster_store_exec_claim(st, "w2", now, now, 10, &got, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(aster_store_exec_next_due(st, &due, &err), 0);
+    assert_int_equal(due, now + 5 * ASTER_US_PER_SEC);
+
+    /* w1 extends its own leases only. */
+    assert_int_equal(aster_store_exec_extend(st, "w1", now + 60 * ASTER_US_PER_SEC, &err), 0);
+    aster_exec_init(&one);
+    assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
+    assert_int_equal(one.lease_until, now + 60 * ASTER_US_PER_SEC);
+    aster_exec_fini(&one);
+    assert_int_equal(aster_store_exec_get(st, ex[1].id, &one, &err), 0);
+    assert_int_equal(one.lease_until, now + 10 * ASTER_US_PER_SEC);
+    aster_exec_fini(&one);
+
+    /* At now+20s w2's lease (ex[1], ATMOST_ONCE) has run out; w1's has not. */
+    const aster_time_us later = now + 20 * ASTER_US_PER_SEC;
+    assert_int_equal(aster_store_exec_reclaim(st, "w1", later, later, &retried, &failed, &err), 0);
+    assert_int_equal(retried, 0);
+    assert_int_equal(failed, 1);
+    assert_int_equal(aster_store_exec_get(st, ex[1].id, &one, &err), 0);
+    assert_int_equal(one.status, ASTER_EXEC_FAILED);
+    assert_string_equal(one.error, "lost: executor died");
+    assert_null(one.claimed_by);
+    assert_int_equal(one.lease_until, 0);
+    assert_int_equal(one.finished_at, later);
+    assert_int_equal(one.duration_ms, 20000);
+    aster_exec_fini(&one);
+
+    /* A restart takes back everything, its own included. */
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, INT64_MAX, later, &retried, &failed, &err),
+                     0);
+    assert_int_equal(retried, 1); /* ex[0] */
+    assert_int_equal(failed, 1);  /* ex[2] */
+    assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
+    assert_int_equal(one.status, ASTER_EXEC_PENDING);
+    assert_int_equal(one.attempt, 2);
+    assert_int_equal(one.not_before, later);
+    assert_null(one.claimed_by);
+    assert_int_equal(one.drift_ms, 2000);
+    aster_exec_fini(&one);
+
+    /* The retry's claim keeps the first start's drift.  ex[3] is due by
+     * now too, and earlier. */
+    assert_int_equal(aster_store_exec_claim(st, "w3", later, later + 1, 10, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].id, ex[3].id);
+    assert_int_equal(got[0].drift_ms, 15000);
+    assert_string_equal(got[1].id, ex[0].id);
+    assert_int_equal(got[1].attempt, 2);
+    assert_int_equal(got[1].drift_ms, 2000);
+    aster_store_free_execs(got, n);
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, later, later, NULL, NULL, &err), 0);
+    assert_int_equal(aster_store_exec_claim(st, "", now, now, 1, &got, &n, &err), ASTER_EINVAL);
+    assert_string_equal(err.field, "owner");
+    aster_store_close(st);
+}
+
+static void test_attempts(void **state)
+{
+    aster_store *st = open_db("attempts");
+    char job[ASTER_ID_LEN + 1];
+    aster_attempt a = {.attempt = 1}, *got = NULL;
+    aster_exec ex;
+    aster_err err = {0};
+    size_t n = 9;
+
+    (void)state;
+    insert_job(st, "att", false, job);
+    make_exec(&ex, job, 1, ASTER_TRIGGER_SCHEDULE);
+    assert_int_equal(aster_store_exec_insert(st, &ex, 1, NULL, &err), 0);
+    memcpy(a.execution_id, ex.id, sizeof(a.execution_id));
+    a.status = ASTER_EXEC_FAILED;
+    a.started_at = 10;
+    a.finished_at = 20;
+    a.duration_ms = 0;
+    a.http_status = 503;
+    a.exit_code = -1;
+    a.error = "HTTP 503";
+    assert_int_equal(aster_store_attempt_insert(st, &a, &err), 0);
+    assert_int_equal(aster_store_attempt_insert(st, &a, &err), ASTER_EEXIST);
+    aster_err_clear(&err);
+    a.attempt = 2;
+    a.status = ASTER_EXEC_SUCCEEDED;
+    a.http_status = 200;
+    a.error = NULL;
+    a.duration_ms = -1;
+    assert_int_equal(aster_store_attempt_insert(st, &a, &err), 0);
+
+    assert_int_equal(aster_store_attempt_list(st, ex.id, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(got[0].attempt, 1);
+    assert_int_equal(got[0].status, ASTER_EXEC_FAILED);
+    assert_int_equal(got[0].started_at, 10);
+    assert_int_equal(got[0].finished_at, 20);
+    assert_int_equal(got[0].duration_ms, 0);
+    assert_int_equal(got[0].http_status, 503);
+    assert_int_equal(got[0].exit_code, -1);
+    assert_string_equal(got[0].error, "HTTP 503");
+    assert_int_equal(got[1].attempt, 2);
+    assert_null(got[1].error);
+    assert_int_equal(got[1].duration_ms, -1);
+    aster_store_free_attempts(got, n);
+
+    aster_uuid7(a.execution_id);
+    assert_int_equal(aster_store_attempt_insert(st, &a, &err), ASTER_ENOENT);
+    assert_string_equal(err.field, "execution_id");
+    aster_err_clear(&err);
+
+    /* They go with their job. */
+    assert_int_equal(aster_store_job_delete(st, job, &err), 0);
+    assert_int_equal(aster_store_attempt_list(st, ex.id, &got, &n, &err), 0);
+    assert_int_equal(n, 0);
+    aster_store_free_attempts(got, n);
+    aster_store_close(st);
+}
+
+/* ---- alerts -------------------------------------------------------------------------- */
+
+static void test_alerts(void **state)
+{
+    aster_store *st = open_db("alerts");
+    char a[ASTER_ID_LEN + 1], b[ASTER_ID_LEN + 1], ghost[ASTER_ID_LEN + 1];
+    char ids[5][ASTER_ID_LEN + 1];
+    aster_alert al, *out = NULL;
+    aster_exec ex;
+    aster_err err = {0};
+    size_t n = 0;
+
+    (void)state;
+    insert_job(st, "a", false, a);
+    insert_job(st, "b", false, b);
+    make_exec(&ex, a, 1, ASTER_TRIGGER_SCHEDULE);
+    assert_int_equal(aster_store_exec_insert(st, &ex, 1, NULL, &err), 0);
+    for (int i = 0; i < 5; i++) {
+        make_alert(&al, i < 4 ? a : b, i == 0 ? ex.id : NULL,
+                   i % 2 ? "consecutive_failures" : "failed", 100 * (aster_time_us)(i + 1));
+        if (i == 1) {
+            al.delivery_attempts = 2;
+            al.next_delivery_at = 777;
+        }
+        assert_int_equal(aster_store_alert_insert(st, &al, &err), 0);
+        memcpy(ids[i], al.id, sizeof(ids[i]));
+        aster_alert_fini(&al);
+    }
+    {
+        aster_alert_filter f = {.limit = 100};
+        assert_int_equal(aster_store_alert_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 5);
+        assert_string_equal(out[0].id, ids[4]);
+        assert_string_equal(out[4].id, ids[0]);
+        assert_string_equal(out[4].execution_id, ex.id);
+        assert_string_equal(out[4].kind, "failed");
+        assert_string_equal(out[4].message, "job failed: connection refused");
+        assert_string_equal(out[4].delivery_state, "pending");
+        assert_int_equal(out[4].created_at, 100);
+        assert_int_equal(out[4].next_delivery_at, 0);
+        assert_string_equal(out[3].execution_id, "");
+        assert_int_equal(out[3].delivery_attempts, 2);
+        assert_int_equal(out[3].next_delivery_at, 777);
+        aster_store_free_alerts(out, n);
+    }
+    {
+        aster_alert_filter f = {.job_id = a, .kind = "failed", .limit = 100};
+        assert_int_equal(aster_store_alert_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 2); /* 2, 0 */
+        assert_string_equal(out[0].id, ids[2]);
+        aster_store_free_alerts(out, n);
+    }
+    {
+        aster_alert_filter f = {.since = 300, .before_id = ids[4], .limit = 1};
+        assert_int_equal(aster_store_alert_list(st, &f, &out, &n, &err), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(out[0].id, ids[3]);
+        aster_store_free_alerts(out, n);
+    }
+    aster_uuid7(ghost);
+    make_alert(&al, ghost, NULL, "failed", 1);
+    assert_int_equal(aster_store_alert_insert(st, &al, &err), ASTER_ENOENT);
+    assert_string_equal(err.field, "job_id");
+    aster_alert_fini(&al);
+    aster_exec_fini(&ex);
+    aster_store_close(st);
+}
+
+/* ---- batches ------------------------------------------------------------------------- */
+
+struct batch_arg {
+    aster_store *st;
+    char job[ASTER_ID_LEN + 1];
+    int fail;         /* return this from fn */
+    int seen_outside; /* what another thread saw during the batch */
+    atomic_int writer_done;
+    pthread_t late;
+};
+
+static void *peek_thread(void *p)
+{
+    struct batch_arg *ba = p;
+    aster_job j;
+    aster_err err = {0};
+
+    aster_job_init(&j);
+    ba->seen_outside = aster_store_job_get(ba->st, "batched-1", &j, &err);
+    aster_job_fini(&j);
+    return NULL;
+}
+
+static void *late_writer(void *p)
+{
+    struct batch_arg *ba = p;
+    insert_job(ba->st, "late", false, NULL);
+    atomic_store(&ba->writer_done, 1);
+    return NULL;
+}
+
+static int batch_fn(aster_store *st, void *p, aster_err *err)
+{
+    struct batch_arg *ba = p;
+    aster_job j, got;
+    aster_exec ex[2];
+    pthread_t t;
+    int rc;
+
+    make_job(&j, "batched-1");
+    memcpy(ba->job, j.id, sizeof(ba->job));
+    rc = aster_store_job_insert(st, &j, err);
+    aster_job_fini(&j);
+    if (rc)
+        return rc;
+    /* This thread sees its own uncommitted job ... */
+    aster_job_init(&got);
+    rc = aster_store_job_get(st, "batched-1", &got, err);
+    aster_job_fini(&got);
+    if (rc)
+        return rc;
+    /* ... another does not. */
+    pthread_create(&t, NULL, peek_thread, ba);
+    pthread_join(t, NULL);
+
+    /* A failing call inside a batch changes nothing and the batch goes on. */
+    {
+        aster_err e2 = {0};
+        make_job(&j, "batched-1");
+        rc = aster_store_job_insert(st, &j, &e2);
+        aster_job_fini(&j);
+        if (rc != ASTER_EEXIST)
+            return aster_err_set(err, -100, NULL, "duplicate in batch gave %d", rc);
+        make_exec(&ex[0], ba->job, 1, ASTER_TRIGGER_SCHEDULE);
+        make_exec(&ex[1], "00000000-0000-7000-8000-000000000000", 1, ASTER_TRIGGER_SCHEDULE);
+        rc = aster_store_exec_insert(st, ex, 2, NULL, &e2);
+        if (rc != ASTER_ENOENT)
+            return aster_err_set(err, -100, NULL, "missing job in batch gave %d", rc);
+        make_exec(&ex[0], ba->job, 2, ASTER_TRIGGER_SCHEDULE);
+        if ((rc = aster_store_exec_insert(st, ex, 1, NULL, err)))
+            return rc;
+    }
+    make_job(&j, "batched-2");
+    rc = aster_store_job_insert(st, &j, err);
+    aster_job_fini(&j);
+    return rc ? rc : ba->fail;
+}
+
+static int nested_fn(aster_store *st, void *p, aster_err *err)
+{
+    (void)p;
+    insert_job(st, "outer", false, NULL);
+    /* The inner batch fails: only its rows go. */
+    assert_int_equal(
+        aster_store_batch(st, batch_fn, &(struct batch_arg){.st = st, .fail = -42}, err), -42);
+    aster_err_clear(err);
+    return 0;
+}
+
+static void test_batch(void **state)
+{
+    aster_store *st = open_db("batch");
+    struct batch_arg ba = {.st = st};
+    aster_job j;
+    aster_err err = {0};
+
+    (void)state;
+    aster_job_init(&j);
+    assert_int_equal(aster_store_batch(st, batch_fn, &ba, &err), 0);
+    assert_int_equal(ba.seen_outside, ASTER_ENOENT);
+    assert_int_equal(aster_store_job_get(st, "batched-1", &j, &err), 0);
+    aster_job_fini(&j);
+    assert_int_equal(aster_store_job_get(st, "batched-2", &j, &err), 0);
+    aster_job_fini(&j);
+    assert_int_equal(count_execs(st, ba.job), 1);
+
+    /* fn fails: nothing of it is kept. */
+    aster_store_close(st);
+    st = open_db("batch-rollback");
+    ba = (struct batch_arg){.st = st, .fail = -7};
+    assert_int_equal(aster_store_batch(st, batch_fn, &ba, &err), -7);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_job_get(st, "batched-1", &j, &err), ASTER_ENOENT);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_job_get(st, "batched-2", &j, &err), ASTER_ENOENT);
+    aster_err_clear(&err);
+    assert_int_equal(count_execs(st, ba.job), 0);
+
+    /* Nested: the outer commits, the failed inner part does not. */
+    assert_int_equal(aster_store_batch(st, nested_fn, NULL, &err), 0);
+    assert_int_equal(aster_store_job_get(st, "outer", &j, &err), 0);
+    aster_job_fini(&j);
+    assert_int_equal(aster_store_job_get(st, "batched-1", &j, &err), ASTER_ENOENT);
+    aster_err_clear(&err);
+    aster_store_close(st);
+}
+
+static int slow_fn(aster_store *st, void *p, aster_err *err)
+{
+    struct batch_arg *ba = p;
+
+    pthread_create(&ba->late, NULL, late_writer, ba);
+    /* The other thread's write must wait for this batch.  If it did not,
+     * it would very likely be done after 50 ms; never a false failure. */
+    usleep(50000);
+    ba->seen_outside = atomic_load(&ba->writer_done);
+    insert_job(st, "early", false, NULL);
+    (void)err;
+    return 0;
+}
+
+static void test_batch_blocks_other_writers(void **state)
+{
+    aster_store *st = open_db("batch-block");
+    struct batch_arg ba = {.st = st};
+    aster_job j;
+    aster_err err = {0};
+
+    (void)state;
+    assert_int_equal(aster_store_batch(st, slow_fn, &ba, &err), 0);
+    pthread_join(ba.late, NULL); /* its write waited for the commit */
+    assert_int_equal(ba.seen_outside, 0);
+    aster_job_init(&j);
+    assert_int_equal(aster_store_job_get(st, "late", &j, &err), 0);
+    aster_job_fini(&j);
+    aster_store_close(st);
+}
+
+/* ---- threads -------------------------------------------------------------------------- */
+
+enum { WRITERS = 4, READERS = 4, PER_WRITER = 60 };
+
+struct conc {
+    aster_store *st;
+    atomic_int writers_left;
+    atomic_int errors;
+    char first_error[256];
+    pthread_mutex_t lock;
+};
+
+static void conc_fail(struct conc *c, const aster_err *err)
+{
+    if (atomic_fetch_add(&c->errors, 1) == 0) {
+        pthread_mutex_lock(&c->lock);
+        snprintf(c->first_error, sizeof(c->first_error), "%s", err->msg);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+struct wr {
+    struct conc *c;
+    int id;
+    int seq; /* names of batched jobs */
+};
+
+static int insert_five(aster_store *st, void *p, aster_err *err)
+{
+    struct wr *w = p;
+    for (int i = 0; i < 5; i++) {
+        aster_job j;
+        char name[64];
+        int rc;
+        snprintf(name, sizeof(name), "w%d-batch-%d", w->id, w->seq++);
+        make_job(&j, name);
+        rc = aster_store_job_insert(st, &j, err);
+        aster_job_fini(&j);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void *conc_writer(void *p)
+{
+    struct wr *w = p;
+    int done = 0;
+
+    while (done < PER_WRITER) {
+        aster_err err = {0};
+        if (done % 20 == 0) {
+            if (aster_store_batch(w->c->st, insert_five, w, &err))
+                conc_fail(w->c, &err);
+            done += 5;
+        } else {
+            aster_job j;
+            char name[64];
+            snprintf(name, sizeof(name), "w%d-%d", w->id, done);
+            make_job(&j, name);
+            if (aster_store_job_insert(w->c->st, &j, &err))
+                conc_fail(w->c, &err);
+            aster_job_fini(&j);
+            done++;
+        }
+    }
+    atomic_fetch_sub(&w->c->writers_left, 1);
+    return NULL;
+}
+
+static void *conc_reader(void *p)
+{
+    struct conc *c = p;
+
+    while (atomic_load(&c->writers_left) > 0) {
+        aster_job_filter f = {.paused = -1, .name_prefix = "w", .limit = ASTER_STORE_MAX_PAGE};
+        aster_job *jobs = NULL;
+        aster_err err = {0};
+        size_t n = 0;
+        int64_t active = 0;
+        if (aster_store_job_list(c->st, &f, &jobs, &n, &err))
+            conc_fail(c, &err);
+        /* Ids increase with time: a page is in id order. */
+        for (size_t i = 1; i < n; i++)
+            if (strcmp(jobs[i - 1].id, jobs[i].id) >= 0)
+                conc_fail(c, &(aster_err){.msg = "list out of order"});
+        aster_store_free_jobs(jobs, n);
+        if (aster_store_job_count(c->st, &active, NULL, &err) || aster_store_ping(c->st, &err))
+            conc_fail(c, &err);
+    }
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    struct conc c = {.st = open_db("concurrent")};
+    pthread_t w[WRITERS], r[READERS];
+    struct wr wa[WRITERS];
+    int64_t active = 0;
+    aster_err err = {0};
+
+    (void)state;
+    pthread_mutex_init(&c.lock, NULL);
+    atomic_init(&c.writers_left, WRITERS);
+    for (int i = 0; i < READERS; i++)
+        pthread_create(&r[i], NULL, conc_reader, &c);
+    for (int i = 0; i < WRITERS; i++) {
+        wa[i] = (struct wr){.c = &c, .id = i};
+        pthread_create(&w[i], NULL, conc_writer, &wa[i]);
+    }
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(w[i], NULL);
+    for (int i = 0; i < READERS; i++)
+        pthread_join(r[i], NULL);
+    if (atomic_load(&c.errors))
+        fail_msg("%d errors, first: %s", atomic_load(&c.errors), c.first_error);
+    assert_int_equal(aster_store_job_count(c.st, &active, NULL, &err), 0);
+    assert_int_equal(active, WRITERS * PER_WRITER);
+    pthread_mutex_destroy(&c.lock);
+    aster_store_close(c.st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_open_migrate_reopen),
+        cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_exclusive_lock),
+        cmocka_unit_test(test_ping_notices_replaced_file),
+        cmocka_unit_test(test_job_crud),
+        cmocka_unit_test(test_job_list),
+        cmocka_unit_test(test_exec_insert_batch),
+        cmocka_unit_test(test_exec_roundtrip),
+        cmocka_unit_test(test_exec_list),
+        cmocka_unit_test(test_job_set_next),
+        cmocka_unit_test(test_claim_extend_reclaim),
+        cmocka_unit_test(test_attempts),
+        cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_blocks_other_writers),
+        cmocka_unit_test(test_concurrent),
+    };
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}
