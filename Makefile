@@ -52,8 +52,9 @@ quality: deps-test build
 	@echo "== clang-format"
 	clang-format --dry-run --Werror $(SRC_FILES)
 	@echo "== cppcheck"
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --inline-suppr --std=c11 -I src --suppress=missingIncludeSystem src
+	cppcheck -j $(JOBS) --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --inline-suppr --std=c11 -I src --include=/usr/include/uthash.h \
+	    --suppress=missingIncludeSystem src
 	@echo "quality: ok"
 
 format:

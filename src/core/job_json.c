@@ -16,10 +16,31 @@
 
 /* Every field a job document may carry, writable or read-only. */
 static const char *const writable[] = {
-    "name", "schedule", "timezone", "type", "api", "method", "headers", "body", "command",
-    "args", "env", "cwd", "max_retries", "retry_backoff_ms", "retry_backoff_max_ms",
-    "timeout_ms", "overlap", "misfire", "misfire_grace_ms", "dst_gap", "dst_overlap", "paused",
-    "alert_webhook", "alert_after_failures", "alert_if_no_success_for",
+    "name",
+    "schedule",
+    "timezone",
+    "type",
+    "api",
+    "method",
+    "headers",
+    "body",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "max_retries",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "timeout_ms",
+    "overlap",
+    "misfire",
+    "misfire_grace_ms",
+    "dst_gap",
+    "dst_overlap",
+    "paused",
+    "alert_webhook",
+    "alert_after_failures",
+    "alert_if_no_success_for",
 };
 static const char *const readonly[] = {"id", "created_at", "updated_at", "next_fire_at"};
 
@@ -36,8 +57,7 @@ static int known_field(const char *k)
 
 /* ---- typed getters: absent (or null) leaves *out as the default ---- */
 
-static int get_str(const json_t *doc, const char *key, size_t max, const char **out,
-                   aster_err *err)
+static int get_str(const json_t *doc, const char *key, size_t max, const char **out, aster_err *err)
 {
     const json_t *v = json_object_get(doc, key);
     if (!v || json_is_null(v))
@@ -60,8 +80,8 @@ static int get_int(const json_t *doc, const char *key, int64_t min, int64_t max,
         return aster_err_set(err, ASTER_EINVAL, key, "must be an integer");
     json_int_t n = json_integer_value(v);
     if (n < min || n > max)
-        return aster_err_set(err, ASTER_EINVAL, key, "%lld is out of range %lld-%lld",
-                             (long long)n, (long long)min, (long long)max);
+        return aster_err_set(err, ASTER_EINVAL, key, "%lld is out of range %lld-%lld", (long long)n,
+                             (long long)min, (long long)max);
     *out = n;
     return 0;
 }
@@ -84,8 +104,7 @@ static int valid_name(const char *s, aster_err *err)
 {
     size_t n = strlen(s);
     if (n == 0 || n > ASTER_NAME_MAX)
-        return aster_err_set(err, ASTER_EINVAL, "name", "must be 1-%d characters",
-                             ASTER_NAME_MAX);
+        return aster_err_set(err, ASTER_EINVAL, "name", "must be 1-%d characters", ASTER_NAME_MAX);
     for (const char *p = s; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
             return aster_err_set(err, ASTER_EINVAL, "name",
@@ -108,8 +127,7 @@ static int valid_url(const char *s, const char *field, aster_err *err)
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
         rc = aster_err_set(err, ASTER_EINVAL, field, "'%.200s' is not a valid URL", s);
     else if (strcmp(scheme, "http") && strcmp(scheme, "https"))
-        rc = aster_err_set(err, ASTER_EINVAL, field, "scheme '%s' is not http or https",
-                           scheme);
+        rc = aster_err_set(err, ASTER_EINVAL, field, "scheme '%s' is not http or https", scheme);
     curl_free(scheme);
     curl_free(host);
     curl_url_cleanup(u);
@@ -144,7 +162,8 @@ static int check_headers(const json_t *h, aster_err *err)
     if (json_object_size(h) > ASTER_HEADERS_MAX)
         return aster_err_set(err, ASTER_EINVAL, "headers", "more than %d headers",
                              ASTER_HEADERS_MAX);
-    json_object_foreach((json_t *)h, k, v) {
+    json_object_foreach((json_t *)h, k, v)
+    {
         char field[ASTER_HEADER_NAME_MAX + 16];
         snprintf(field, sizeof(field), "headers.%.*s", ASTER_HEADER_NAME_MAX, k);
         if (strlen(k) > ASTER_HEADER_NAME_MAX || !valid_token(k))
@@ -166,9 +185,9 @@ static int check_args(const json_t *a, aster_err *err)
     if (!json_is_array(a))
         return aster_err_set(err, ASTER_EINVAL, "args", "must be an array of strings");
     if (json_array_size(a) > ASTER_ARGS_MAX)
-        return aster_err_set(err, ASTER_EINVAL, "args", "more than %d arguments",
-                             ASTER_ARGS_MAX);
-    json_array_foreach(a, i, v) {
+        return aster_err_set(err, ASTER_EINVAL, "args", "more than %d arguments", ASTER_ARGS_MAX);
+    json_array_foreach(a, i, v)
+    {
         char field[32];
         snprintf(field, sizeof(field), "args[%zu]", i);
         if (!json_is_string(v))
@@ -188,7 +207,8 @@ static int check_env(const json_t *e, aster_err *err)
         return aster_err_set(err, ASTER_EINVAL, "env", "must be an object of strings");
     if (json_object_size(e) > ASTER_ENV_MAX)
         return aster_err_set(err, ASTER_EINVAL, "env", "more than %d variables", ASTER_ENV_MAX);
-    json_object_foreach((json_t *)e, k, v) {
+    json_object_foreach((json_t *)e, k, v)
+    {
         char field[ASTER_ENV_NAME_MAX + 8];
         int ok = strlen(k) <= ASTER_ENV_NAME_MAX && (isalpha((unsigned char)k[0]) || k[0] == '_');
         for (const char *p = k; ok && *p; p++)
@@ -205,8 +225,7 @@ static int check_env(const json_t *e, aster_err *err)
     return 0;
 }
 
-static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
-                                      "OPTIONS"};
+static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
 
 /* Builds the stored target document (new reference) from `doc`. */
 static int build_target(const json_t *doc, const aster_job_rules *rules, json_t **out,
@@ -241,7 +260,7 @@ static int build_target(const json_t *doc, const aster_job_rules *rules, json_t 
             return ASTER_EINVAL;
         char up[17];
         size_t i;
-        for (i = 0; method[i] && i < 16; i++)
+        for (i = 0; i < 16 && method[i]; i++)
             up[i] = (char)toupper((unsigned char)method[i]);
         up[i] = '\0';
         for (i = 0; i < ASTER_NELEM(methods) && strcmp(methods[i], up); i++)
@@ -317,16 +336,14 @@ static int parse_overlap_dst(const char *s)
 int aster_job_from_json(const json_t *doc, const aster_job_rules *rules, aster_job *job,
                         aster_err *err)
 {
-    const char *k, *name = NULL, *schedule = NULL, *tzname = "UTC", *webhook = NULL,
-                   *nosucc = NULL;
+    const char *k, *name = NULL, *schedule = NULL, *tzname = "UTC", *webhook = NULL, *nosucc = NULL;
     const json_t *v;
     json_t *target = NULL;
     aster_cron *cron = NULL;
     const aster_tz *tz;
     aster_target_kind kind = ASTER_TARGET_HTTP;
     int delivery = ASTER_DELIVERY_ATLEAST_ONCE, overlap = ASTER_OVERLAP_ALLOW,
-        misfire = ASTER_MISFIRE_RUN_ONCE, gap = ASTER_DST_GAP_AUTO,
-        dover = ASTER_DST_OVERLAP_AUTO;
+        misfire = ASTER_MISFIRE_RUN_ONCE, gap = ASTER_DST_GAP_AUTO, dover = ASTER_DST_OVERLAP_AUTO;
     int64_t retries = 3, backoff = 1000, backoff_max = 3600000, timeout = 30000, grace = 60000,
             after_failures = 0, nosucc_us = 0;
     bool paused = false;
@@ -334,7 +351,8 @@ int aster_job_from_json(const json_t *doc, const aster_job_rules *rules, aster_j
 
     if (!json_is_object(doc))
         return aster_err_set(err, ASTER_EINVAL, "", "the job must be a JSON object");
-    json_object_foreach((json_t *)doc, k, v) {
+    json_object_foreach((json_t *)doc, k, v)
+    {
         if (!known_field(k))
             return aster_err_set(err, ASTER_EINVAL, k, "is not a job field");
     }
@@ -435,7 +453,8 @@ static json_t *job_input_doc(const aster_job *job)
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(doc, tmp, k, v) {
+    json_object_foreach_safe(doc, tmp, k, v)
+    {
         if (json_is_null(v))
             json_object_del(doc, k);
     }
@@ -453,7 +472,8 @@ int aster_job_patch(const json_t *patch, const aster_job_rules *rules, aster_job
     if (!json_is_object(patch))
         return aster_err_set(err, ASTER_EINVAL, "", "the patch must be a JSON object");
     doc = job_input_doc(job);
-    json_object_foreach((json_t *)patch, k, v) {
+    json_object_foreach((json_t *)patch, k, v)
+    {
         if (json_is_null(v))
             json_object_del(doc, k);
         else
@@ -500,8 +520,10 @@ char *aster_duration_format(int64_t us, char *buf, size_t n)
     static const struct {
         int64_t us;
         const char *unit;
-    } units[] = {{86400 * ASTER_US_PER_SEC, "d"}, {3600 * ASTER_US_PER_SEC, "h"},
-                 {60 * ASTER_US_PER_SEC, "m"},    {ASTER_US_PER_SEC, "s"},
+    } units[] = {{86400 * ASTER_US_PER_SEC, "d"},
+                 {3600 * ASTER_US_PER_SEC, "h"},
+                 {60 * ASTER_US_PER_SEC, "m"},
+                 {ASTER_US_PER_SEC, "s"},
                  {ASTER_US_PER_MS, "ms"}};
     size_t len = 0;
     buf[0] = '\0';
@@ -562,9 +584,8 @@ json_t *aster_job_to_json(const aster_job *job)
     json_object_set_new(o, "alert_after_failures", json_integer(job->alert_after_failures));
     json_object_set_new(o, "alert_if_no_success_for",
                         job->alert_if_no_success_ms
-                            ? json_string(aster_duration_format(job->alert_if_no_success_ms *
-                                                                    ASTER_US_PER_MS,
-                                                                dur, sizeof(dur)))
+                            ? json_string(aster_duration_format(
+                                  job->alert_if_no_success_ms * ASTER_US_PER_MS, dur, sizeof(dur)))
                             : json_null());
     json_object_set_new(o, "next_fire_at", aster_json_time(job->next_fire_at));
     json_object_set_new(o, "created_at", aster_json_time(job->created_at));
