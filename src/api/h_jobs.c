@@ -73,8 +73,8 @@ static int query_limit(aster_req *req, aster_resp *resp, int *out)
         return 0;
     n = strtol(s, &end, 10);
     if (!*s || *end || n < 1 || n > ASTER_STORE_MAX_PAGE) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "limit",
-                         "must be an integer 1-%d", ASTER_STORE_MAX_PAGE);
+        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "limit", "must be an integer 1-%d",
+                         ASTER_STORE_MAX_PAGE);
         return -1;
     }
     *out = (int)n;
@@ -284,8 +284,7 @@ void aster_h_job_replace(aster_req *req, aster_resp *resp)
         return;
     }
     id = json_object_get(doc, "id");
-    if (id && !json_is_null(id) &&
-        (!json_is_string(id) || strcmp(json_string_value(id), job.id))) {
+    if (id && !json_is_null(id) && (!json_is_string(id) || strcmp(json_string_value(id), job.id))) {
         aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "id",
                          "does not match the job in the path");
         goto out;
@@ -445,12 +444,23 @@ void aster_h_exec_get(aster_req *req, aster_resp *resp)
     if (!aster_uuid_is_uuid(req->params[0]) ||
         aster_store_exec_get(req->api->opts.store, req->params[0], &ex, &err)) {
         if (!err.code || err.code == ASTER_ENOENT)
-            aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL,
-                             "no execution '%s'", req->params[0]);
+            aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no execution '%s'",
+                             req->params[0]);
         else
             aster_resp_err(resp, &err);
     } else {
-        aster_resp_json(resp, MHD_HTTP_OK, aster_exec_to_json(&ex, true));
+        aster_attempt *at = NULL;
+        size_t n = 0;
+        if (aster_store_attempt_list(req->api->opts.store, ex.id, &at, &n, &err)) {
+            aster_resp_err(resp, &err);
+        } else {
+            json_t *o = aster_exec_to_json(&ex, true), *list = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(list, aster_attempt_to_json(&at[i]));
+            json_object_set_new(o, "attempts", list);
+            aster_resp_json(resp, MHD_HTTP_OK, o);
+            aster_store_free_attempts(at, n);
+        }
     }
     aster_exec_fini(&ex);
 }

@@ -50,9 +50,9 @@ void aster_resp_err(aster_resp *resp, const aster_err *err)
     static const struct {
         int code, status;
     } map[] = {
-        {ASTER_EINVAL, MHD_HTTP_BAD_REQUEST},       {ASTER_ENOENT, MHD_HTTP_NOT_FOUND},
-        {ASTER_EEXIST, MHD_HTTP_CONFLICT},          {ASTER_ECONFLICT, MHD_HTTP_CONFLICT},
-        {ASTER_ELIMIT, MHD_HTTP_CONTENT_TOO_LARGE}, {ASTER_EUNAVAIL, MHD_HTTP_SERVICE_UNAVAILABLE},
+        {ASTER_EINVAL, MHD_HTTP_BAD_REQUEST},        {ASTER_ENOENT, MHD_HTTP_NOT_FOUND},
+        {ASTER_EEXIST, MHD_HTTP_CONFLICT},           {ASTER_ECONFLICT, MHD_HTTP_CONFLICT},
+        {ASTER_ELIMIT, MHD_HTTP_CONTENT_TOO_LARGE},  {ASTER_EUNAVAIL, MHD_HTTP_SERVICE_UNAVAILABLE},
         {ASTER_EBUSY, MHD_HTTP_SERVICE_UNAVAILABLE}, {ASTER_EPERM, MHD_HTTP_FORBIDDEN},
     };
     int status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -97,9 +97,8 @@ static int match(const char *pattern, const char *path, char *buf, size_t bufsz,
 
 /* Finds the handler; sets *route NULL and fills `allow` when the path exists
  * under other methods (405), or leaves allow empty (404). */
-static const aster_route *route_find(const char *method, const char *path, char *buf,
-                                     size_t bufsz, const char **params, char *allow,
-                                     size_t allowsz)
+static const aster_route *route_find(const char *method, const char *path, char *buf, size_t bufsz,
+                                     const char **params, char *allow, size_t allowsz)
 {
     allow[0] = '\0';
     for (size_t i = 0; i < aster_nroutes; i++) {
@@ -139,8 +138,8 @@ static void dispatch(aster_api *api, struct MHD_Connection *conn, const char *me
             aster_resp_error(resp, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL,
                              "%s is not allowed on %s (allowed: %s)", method, url, resp->allow);
         else
-            aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s",
-                             method, url);
+            aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s", method,
+                             url);
         return;
     }
     req.access = ASTER_KEY_WRITE;
@@ -203,8 +202,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, aster_resp *resp)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     aster_api *api = cls;
     req_ctx *ctx = *con_cls;
@@ -286,11 +285,11 @@ int aster_api_start(const aster_api_opts *opts, const aster_addr *addr, aster_ap
     }
     if (addr->ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    api->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&addr->ss,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-        MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_LIMIT, 10000u,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR,
+                                (const struct sockaddr *)&addr->ss, MHD_OPTION_THREAD_POOL_SIZE,
+                                threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                                MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_LIMIT,
+                                10000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!api->mhd) {
         aster_free(api);
         return aster_err_set(err, ASTER_EIO, "listen",

@@ -11,6 +11,8 @@
 #include "api/api.h"
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "cron/tz.h"
+#include "engine/engine.h"
 #include "store/store.h"
 #include "util/addr.h"
 
@@ -36,6 +38,11 @@ static void block_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+static void job_changed(void *engine, const char *job_id)
+{
+    aster_engine_job_changed(engine, job_id);
+}
+
 int aster_cli_serve(int argc, char **argv)
 {
     aster_config cfg;
@@ -45,6 +52,7 @@ int aster_cli_serve(int argc, char **argv)
     aster_keys *keys = NULL;
     aster_store *st = NULL;
     aster_api *api = NULL;
+    aster_engine *engine = NULL;
     char where[80];
     int rc;
 
@@ -69,20 +77,25 @@ int aster_cli_serve(int argc, char **argv)
     aster_store_opts sopts = {.exclusive = true, .migrate = true};
     if (aster_store_open(cfg.store, &sopts, &st, &err))
         goto fail;
+    aster_engine_opts eopts = {.log = &lg, .store = st, .concurrency = (size_t)cfg.concurrency};
+    if (aster_engine_start(&eopts, &engine, &err))
+        goto fail;
     aster_api_opts aopts = {.log = &lg,
                             .store = st,
                             .keys = keys,
                             .max_body = (size_t)cfg.max_body,
                             .threads = (unsigned)cfg.http_threads,
-                            .allow_commands = cfg.allow_commands};
+                            .allow_commands = cfg.allow_commands,
+                            .on_job_change = job_changed,
+                            .cb_arg = engine};
     if (aster_api_start(&aopts, &addr, &api, &err))
         goto fail;
     {
-        const aster_kv kv[] = {
-            ASTER_KV_STR("address", aster_addr_format(&addr, aster_api_port(api), where,
-                                                      sizeof(where))),
-            ASTER_KV_STR("store", aster_store_backend(st)), ASTER_KV_STR("version", ASTER_VERSION),
-            ASTER_KV_INT("api_keys", (int64_t)aster_keys_count(keys))};
+        const aster_kv kv[] = {ASTER_KV_STR("address", aster_addr_format(&addr, aster_api_port(api),
+                                                                         where, sizeof(where))),
+                               ASTER_KV_STR("store", aster_store_backend(st)),
+                               ASTER_KV_STR("version", ASTER_VERSION),
+                               ASTER_KV_INT("api_keys", (int64_t)aster_keys_count(keys))};
         aster_log(&lg, ASTER_LOG_INFO, "serve", "listening", kv, ASTER_NELEM(kv));
     }
     int sig = wait_for_signal();
@@ -90,8 +103,11 @@ int aster_cli_serve(int argc, char **argv)
         const aster_kv kv[] = {ASTER_KV_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM")};
         aster_log(&lg, ASTER_LOG_INFO, "serve", "shutting down", kv, ASTER_NELEM(kv));
     }
+    /* The API first, so that no change arrives for a stopped engine. */
     aster_api_stop(api, cfg.shutdown_ms);
     api = NULL;
+    aster_engine_stop(engine, cfg.shutdown_ms);
+    engine = NULL;
     rc = 0;
     aster_log(&lg, ASTER_LOG_INFO, "serve", "stopped", NULL, 0);
     goto out;
@@ -99,14 +115,16 @@ fail:
     if (rc == 2) {
         aster_cli_print_err(&err);
     } else {
-        const aster_kv kv[] = {ASTER_KV_STR("field", err.field), ASTER_KV_STR("code",
-                                                                              aster_err_name(err.code))};
+        const aster_kv kv[] = {ASTER_KV_STR("field", err.field),
+                               ASTER_KV_STR("code", aster_err_name(err.code))};
         aster_log(&lg, ASTER_LOG_ERROR, "serve", err.msg, kv, ASTER_NELEM(kv));
     }
 out:
     aster_api_stop(api, 0);
+    aster_engine_stop(engine, 0);
     aster_store_close(st);
     aster_keys_free(keys);
     aster_config_fini(&cfg);
+    aster_tz_cache_free();
     return rc;
 }

@@ -82,15 +82,15 @@ static int name_index(const char *const *names, int n, const char *s)
     return -1;
 }
 
-#define NAMES(type, prefix, ...)                                                            \
-    static const char *const prefix##_names[] = {__VA_ARGS__};                              \
-    const char *aster_##prefix##_name(type v)                                               \
-    {                                                                                        \
-        return (unsigned)v < ASTER_NELEM(prefix##_names) ? prefix##_names[v] : "unknown";   \
-    }                                                                                        \
-    int aster_##prefix##_parse(const char *s)                                               \
-    {                                                                                        \
-        return name_index(prefix##_names, (int)ASTER_NELEM(prefix##_names), s);             \
+#define NAMES(type, prefix, ...)                                                                   \
+    static const char *const prefix##_names[] = {__VA_ARGS__};                                     \
+    const char *aster_##prefix##_name(type v)                                                      \
+    {                                                                                              \
+        return (unsigned)v < ASTER_NELEM(prefix##_names) ? prefix##_names[v] : "unknown";          \
+    }                                                                                              \
+    int aster_##prefix##_parse(const char *s)                                                      \
+    {                                                                                              \
+        return name_index(prefix##_names, (int)ASTER_NELEM(prefix##_names), s);                    \
     }
 
 NAMES(aster_exec_status, exec_status, "pending", "running", "succeeded", "failed", "timed_out",

@@ -14,7 +14,11 @@
 typedef enum { ASTER_DELIVERY_ATLEAST_ONCE = 0, ASTER_DELIVERY_ATMOST_ONCE = 1 } aster_delivery;
 typedef enum { ASTER_TARGET_HTTP = 0, ASTER_TARGET_COMMAND = 1 } aster_target_kind;
 typedef enum { ASTER_OVERLAP_ALLOW = 0, ASTER_OVERLAP_FORBID, ASTER_OVERLAP_REPLACE } aster_overlap;
-typedef enum { ASTER_MISFIRE_SKIP = 0, ASTER_MISFIRE_RUN_ONCE, ASTER_MISFIRE_RUN_ALL } aster_misfire;
+typedef enum {
+    ASTER_MISFIRE_SKIP = 0,
+    ASTER_MISFIRE_RUN_ONCE,
+    ASTER_MISFIRE_RUN_ALL
+} aster_misfire;
 
 /* A job.  Strings are owned by the struct (aster_job_fini frees them).
  * `target` is the target's JSON document as stored (api/method/headers/body
@@ -38,8 +42,8 @@ typedef struct aster_job {
     int32_t dst_gap;     /* aster_dst_gap (cron/cron.h) */
     int32_t dst_overlap; /* aster_dst_overlap */
     bool paused;
-    char *alert_webhook;           /* NULL: the global webhook */
-    int32_t alert_after_failures;  /* 0: off */
+    char *alert_webhook;            /* NULL: the global webhook */
+    int32_t alert_after_failures;   /* 0: off */
     int64_t alert_if_no_success_ms; /* 0: off */
     aster_time_us next_fire_at;
     aster_time_us created_at;
@@ -59,7 +63,11 @@ typedef enum {
     ASTER_EXEC_STATUS_COUNT
 } aster_exec_status;
 
-typedef enum { ASTER_TRIGGER_SCHEDULE = 0, ASTER_TRIGGER_MANUAL, ASTER_TRIGGER_CATCHUP } aster_trigger;
+typedef enum {
+    ASTER_TRIGGER_SCHEDULE = 0,
+    ASTER_TRIGGER_MANUAL,
+    ASTER_TRIGGER_CATCHUP
+} aster_trigger;
 
 /* One execution: a fire or a manual trigger.  Strings owned (aster_exec_fini).
  * Numbers that do not apply (http_status for a command) are -1; times 0. */
@@ -92,7 +100,7 @@ typedef struct aster_alert {
     char *kind;                          /* "failed", "consecutive_failures", ... */
     char *message;
     aster_time_us created_at;
-    char *delivery_state;       /* "pending", "delivered", "failed", "none" */
+    char *delivery_state; /* "pending", "delivered", "failed", "none" */
     int32_t delivery_attempts;
     aster_time_us next_delivery_at;
 } aster_alert;

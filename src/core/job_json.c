@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cron/cron.h"
+#include "store/store.h"
 #include "util/limits.h"
 #include "util/mem.h"
 #include "util/uuid.h"
@@ -617,6 +618,20 @@ json_t *aster_exec_to_json(const aster_exec *ex, bool with_output)
     json_object_set_new(o, "error", str_or_null(ex->error));
     if (with_output)
         json_object_set_new(o, "output", str_or_null(ex->output));
+    return o;
+}
+
+json_t *aster_attempt_to_json(const struct aster_attempt *a)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "attempt", json_integer(a->attempt));
+    json_object_set_new(o, "status", json_string(aster_exec_status_name(a->status)));
+    json_object_set_new(o, "started_at", aster_json_time(a->started_at));
+    json_object_set_new(o, "finished_at", aster_json_time(a->finished_at));
+    json_object_set_new(o, "duration_ms", int_or_null(a->duration_ms));
+    json_object_set_new(o, "http_status", int_or_null(a->http_status));
+    json_object_set_new(o, "exit_code", int_or_null(a->exit_code));
+    json_object_set_new(o, "error", str_or_null(a->error));
     return o;
 }
 

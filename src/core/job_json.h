@@ -42,6 +42,9 @@ void aster_job_update_next(aster_job *job, aster_time_us after);
 json_t *aster_job_to_json(const aster_job *job);
 json_t *aster_exec_to_json(const aster_exec *ex, bool with_output);
 json_t *aster_alert_to_json(const aster_alert *a);
+/* Needs store.h's aster_attempt: declared with a forward struct. */
+struct aster_attempt;
+json_t *aster_attempt_to_json(const struct aster_attempt *a);
 
 /* "2026-11-22T18:00:00.000Z" as a JSON string, or null when t is 0. */
 json_t *aster_json_time(aster_time_us t);

@@ -27,12 +27,12 @@ typedef struct setting {
 #define ALL    (ASTER_CMD_SERVE | ASTER_CMD_MIGRATE)
 
 static const setting settings[] = {
-    {"listen", "ASTER_LISTEN", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL,
-     ASTER_CMD_SERVE, "address the HTTP API listens on (HOST:PORT; port 0 picks one)"},
+    {"listen", "ASTER_LISTEN", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL, ASTER_CMD_SERVE,
+     "address the HTTP API listens on (HOST:PORT; port 0 picks one)"},
     {"store", "ASTER_STORE", T_STR, OFF(store), "sqlite:./aster.db", 0, 0, NULL, ALL,
      "database URL: sqlite:PATH or postgres://..."},
-    {"log-level", "ASTER_LOG_LEVEL", T_ENUM, OFF(log_level), "info", 0, 0,
-     "debug|info|warn|error", ALL, "lowest level logged"},
+    {"log-level", "ASTER_LOG_LEVEL", T_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error",
+     ALL, "lowest level logged"},
     {"log-format", "ASTER_LOG_FORMAT", T_ENUM, OFF(log_format), NULL, 0, 0, "json|text", ALL,
      "log line format (default: json when stderr is not a terminal, else text)"},
     {"concurrency", "ASTER_CONCURRENCY", T_INT, OFF(concurrency), "1000", 1, 100000, NULL,
@@ -49,8 +49,8 @@ static const setting settings[] = {
      ASTER_CMD_SERVE, "largest request body accepted, in bytes"},
     {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL,
      ASTER_CMD_SERVE, "HTTP server threads (0: one per core)"},
-    {"shutdown-timeout-ms", "ASTER_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_ms), "1500", 0,
-     600000, NULL, ASTER_CMD_SERVE, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
+    {"shutdown-timeout-ms", "ASTER_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_ms), "1500", 0, 600000,
+     NULL, ASTER_CMD_SERVE, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
 };
 
 static int parse_bool(const char *v, bool *out)
@@ -120,8 +120,7 @@ static int apply(aster_config *cfg, const setting *s, const char *v, const char 
     case T_ENUM: {
         int i = enum_index(s->choices, v);
         if (i < 0)
-            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is not one of %s", v,
-                                 s->choices);
+            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is not one of %s", v, s->choices);
         *(int *)(void *)base = i;
         return 0;
     }
@@ -204,7 +203,9 @@ void aster_config_print_help(FILE *f, unsigned cmd)
         if (!(s->cmds & cmd))
             continue;
         snprintf(flag, sizeof(flag), "--%s%s", s->flag,
-                 s->type == T_BOOL ? "" : s->type == T_ENUM ? " CHOICE" : " VALUE");
+                 s->type == T_BOOL   ? ""
+                 : s->type == T_ENUM ? " CHOICE"
+                                     : " VALUE");
         fprintf(f, "  %-28s %s\n  %-28s   %s%s%s%s%s%s\n", flag, s->help, "", s->env,
                 s->def ? " (default " : "", s->def ? s->def : "", s->def ? ")" : "",
                 s->choices ? " one of " : "", s->choices ? s->choices : "");

@@ -34,16 +34,27 @@ int aster_err_set(aster_err *err, int code, const char *field, const char *fmt, 
 const char *aster_err_name(int code)
 {
     switch (code) {
-    case ASTER_OK: return "ok";
-    case ASTER_EINVAL: return "invalid";
-    case ASTER_ENOENT: return "not_found";
-    case ASTER_EEXIST: return "conflict";
-    case ASTER_EIO: return "io_error";
-    case ASTER_EBUSY: return "busy";
-    case ASTER_ECONFLICT: return "conflict";
-    case ASTER_ELIMIT: return "limit";
-    case ASTER_EUNAVAIL: return "unavailable";
-    case ASTER_EPERM: return "forbidden";
-    default: return "error";
+    case ASTER_OK:
+        return "ok";
+    case ASTER_EINVAL:
+        return "invalid";
+    case ASTER_ENOENT:
+        return "not_found";
+    case ASTER_EEXIST:
+        return "conflict";
+    case ASTER_EIO:
+        return "io_error";
+    case ASTER_EBUSY:
+        return "busy";
+    case ASTER_ECONFLICT:
+        return "conflict";
+    case ASTER_ELIMIT:
+        return "limit";
+    case ASTER_EUNAVAIL:
+        return "unavailable";
+    case ASTER_EPERM:
+        return "forbidden";
+    default:
+        return "error";
     }
 }

@@ -10,18 +10,18 @@
 #include <stddef.h>
 
 #define ASTER_OK        0
-#define ASTER_EINVAL    (-1)  /* bad input: field and msg say which and why */
-#define ASTER_ENOENT    (-2)  /* no such object */
-#define ASTER_EEXIST    (-3)  /* unique key taken (e.g. job name) */
-#define ASTER_EIO       (-4)  /* store or system I/O failed */
-#define ASTER_EBUSY     (-5)  /* resource held by someone else (locked file) */
-#define ASTER_ECONFLICT (-6)  /* state changed under us (version, lease, fence) */
-#define ASTER_ELIMIT    (-7)  /* a bound was exceeded */
-#define ASTER_EUNAVAIL  (-8)  /* dependency unreachable (store down) */
-#define ASTER_EPERM     (-9)  /* not allowed by configuration */
+#define ASTER_EINVAL    (-1) /* bad input: field and msg say which and why */
+#define ASTER_ENOENT    (-2) /* no such object */
+#define ASTER_EEXIST    (-3) /* unique key taken (e.g. job name) */
+#define ASTER_EIO       (-4) /* store or system I/O failed */
+#define ASTER_EBUSY     (-5) /* resource held by someone else (locked file) */
+#define ASTER_ECONFLICT (-6) /* state changed under us (version, lease, fence) */
+#define ASTER_ELIMIT    (-7) /* a bound was exceeded */
+#define ASTER_EUNAVAIL  (-8) /* dependency unreachable (store down) */
+#define ASTER_EPERM     (-9) /* not allowed by configuration */
 
 #if defined(__GNUC__)
-#define ASTER_MUST_CHECK __attribute__((warn_unused_result))
+#define ASTER_MUST_CHECK   __attribute__((warn_unused_result))
 #define ASTER_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define ASTER_MUST_CHECK

@@ -16,12 +16,12 @@
 /* A job's HTTP body is stored with the job and sent on every fire. */
 #define ASTER_JOB_BODY_MAX (256 * 1024)
 /* Command jobs: execve's own limit is larger, but no sane job needs more. */
-#define ASTER_ARGS_MAX     256
-#define ASTER_ARG_MAX      8192
-#define ASTER_ENV_MAX      256
-#define ASTER_ENV_NAME_MAX 256
+#define ASTER_ARGS_MAX      256
+#define ASTER_ARG_MAX       8192
+#define ASTER_ENV_MAX       256
+#define ASTER_ENV_NAME_MAX  256
 #define ASTER_ENV_VALUE_MAX 8192
-#define ASTER_PATH_MAX     4096
+#define ASTER_PATH_MAX      4096
 /* Retries and times: wide enough for every real schedule, narrow enough
  * that arithmetic on them cannot overflow (ms * 2^n stays capped). */
 #define ASTER_MAX_RETRIES_MAX   100

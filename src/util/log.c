@@ -52,11 +52,21 @@ static void put_json_str(line *l, const char *s)
     put(l, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
         switch (*p) {
-        case '"': put(l, "\\\"", 2); break;
-        case '\\': put(l, "\\\\", 2); break;
-        case '\n': put(l, "\\n", 2); break;
-        case '\r': put(l, "\\r", 2); break;
-        case '\t': put(l, "\\t", 2); break;
+        case '"':
+            put(l, "\\\"", 2);
+            break;
+        case '\\':
+            put(l, "\\\\", 2);
+            break;
+        case '\n':
+            put(l, "\\n", 2);
+            break;
+        case '\r':
+            put(l, "\\r", 2);
+            break;
+        case '\t':
+            put(l, "\\t", 2);
+            break;
         default:
             if (*p < 0x20)
                 putf(l, "\\u%04x", *p);
@@ -85,14 +95,18 @@ static void put_value(line *l, const aster_kv *kv, int json)
         else
             put_text_str(l, kv->s);
         break;
-    case ASTER_KV_T_INT: putf(l, "%lld", (long long)kv->i); break;
+    case ASTER_KV_T_INT:
+        putf(l, "%lld", (long long)kv->i);
+        break;
     case ASTER_KV_T_DBL:
         if (isfinite(kv->d))
             putf(l, "%.6g", kv->d);
         else
             puts_(l, json ? "null" : "nan");
         break;
-    case ASTER_KV_T_BOOL: puts_(l, kv->i ? "true" : "false"); break;
+    case ASTER_KV_T_BOOL:
+        puts_(l, kv->i ? "true" : "false");
+        break;
     }
 }
 

@@ -14,7 +14,12 @@
 
 #include "util/err.h"
 
-typedef enum { ASTER_LOG_DEBUG = 0, ASTER_LOG_INFO, ASTER_LOG_WARN, ASTER_LOG_ERROR } aster_log_level;
+typedef enum {
+    ASTER_LOG_DEBUG = 0,
+    ASTER_LOG_INFO,
+    ASTER_LOG_WARN,
+    ASTER_LOG_ERROR
+} aster_log_level;
 typedef enum { ASTER_LOG_JSON = 0, ASTER_LOG_TEXT } aster_log_format;
 
 typedef enum { ASTER_KV_T_STR, ASTER_KV_T_INT, ASTER_KV_T_DBL, ASTER_KV_T_BOOL } aster_kv_type;
@@ -51,8 +56,8 @@ static inline int aster_log_enabled(const aster_logger *lg, aster_log_level leve
 void aster_log(const aster_logger *lg, aster_log_level level, const char *component,
                const char *msg, const aster_kv *kv, size_t nkv);
 
-int aster_log_level_parse(const char *s);   /* -1 when unknown */
-int aster_log_format_parse(const char *s);  /* -1 when unknown */
+int aster_log_level_parse(const char *s);  /* -1 when unknown */
+int aster_log_format_parse(const char *s); /* -1 when unknown */
 const char *aster_log_level_name(aster_log_level l);
 
 #endif

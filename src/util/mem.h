@@ -11,8 +11,8 @@
 void *aster_malloc(size_t n);
 void *aster_calloc(size_t nmemb, size_t size);
 void *aster_realloc(void *p, size_t n);
-char *aster_strdup(const char *s);            /* NULL in, NULL out */
+char *aster_strdup(const char *s); /* NULL in, NULL out */
 char *aster_strndup(const char *s, size_t n);
-void aster_free(void *p);                     /* NULL is a no-op */
+void aster_free(void *p); /* NULL is a no-op */
 
 #endif

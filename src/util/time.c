@@ -82,8 +82,8 @@ void aster_civil_from_sec(int64_t t, aster_civil *out)
 
 int64_t aster_sec_from_civil(const aster_civil *c)
 {
-    return aster_days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 +
-           c->min * 60 + c->sec;
+    return aster_days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->min * 60 +
+           c->sec;
 }
 
 static int digits(const char **p, int n, int *out)
@@ -99,8 +99,7 @@ static int digits(const char **p, int n, int *out)
     return 0;
 }
 
-int aster_time_parse_rfc3339(const char *s, const char *field, aster_time_us *out,
-                             aster_err *err)
+int aster_time_parse_rfc3339(const char *s, const char *field, aster_time_us *out, aster_err *err)
 {
     const char *p = s;
     aster_civil c = {0};
@@ -141,16 +140,14 @@ int aster_time_parse_rfc3339(const char *s, const char *field, aster_time_us *ou
         goto bad;
     /* RFC 3339 allows second 60 (a leap second); POSIX time has none, so it
      * is read as the first instant of the next minute. */
-    if (c.month < 1 || c.month > 12 || c.day < 1 ||
-        c.day > aster_days_in_month(c.year, c.month) || c.hour > 23 || c.min > 59 || c.sec > 60)
-        return aster_err_set(err, ASTER_EINVAL, field, "%s is not a valid date and time",
-                             s);
+    if (c.month < 1 || c.month > 12 || c.day < 1 || c.day > aster_days_in_month(c.year, c.month) ||
+        c.hour > 23 || c.min > 59 || c.sec > 60)
+        return aster_err_set(err, ASTER_EINVAL, field, "%s is not a valid date and time", s);
     *out = (aster_sec_from_civil(&c) - off) * ASTER_US_PER_SEC + usec;
     return 0;
 bad:
     return aster_err_set(err, ASTER_EINVAL, field,
-                         "'%s' is not an RFC 3339 time (e.g. 2026-03-08T06:30:00Z)",
-                         s ? s : "");
+                         "'%s' is not an RFC 3339 time (e.g. 2026-03-08T06:30:00Z)", s ? s : "");
 }
 
 char *aster_time_format_ms(aster_time_us t, char *buf, size_t n)
@@ -159,8 +156,8 @@ char *aster_time_format_ms(aster_time_us t, char *buf, size_t n)
     int ms = (int)((t - sec * ASTER_US_PER_SEC) / 1000);
     aster_civil c;
     aster_civil_from_sec(sec, &c);
-    snprintf(buf, n, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)c.year, c.month,
-             c.day, c.hour, c.min, c.sec, ms);
+    snprintf(buf, n, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)c.year, c.month, c.day,
+             c.hour, c.min, c.sec, ms);
     return buf;
 }
 
@@ -168,8 +165,8 @@ char *aster_time_format_sec(int64_t sec, char *buf, size_t n)
 {
     aster_civil c;
     aster_civil_from_sec(sec, &c);
-    snprintf(buf, n, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)c.year, c.month, c.day,
-             c.hour, c.min, c.sec);
+    snprintf(buf, n, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)c.year, c.month, c.day, c.hour,
+             c.min, c.sec);
     return buf;
 }
 
@@ -195,11 +192,20 @@ int aster_duration_parse(const char *s, const char *field, int64_t *out_us, aste
             p += 2;
         } else {
             switch (tolower((unsigned char)*p)) {
-            case 'd': unit = 86400 * ASTER_US_PER_SEC; break;
-            case 'h': unit = 3600 * ASTER_US_PER_SEC; break;
-            case 'm': unit = 60 * ASTER_US_PER_SEC; break;
-            case 's': unit = ASTER_US_PER_SEC; break;
-            default: goto bad;
+            case 'd':
+                unit = 86400 * ASTER_US_PER_SEC;
+                break;
+            case 'h':
+                unit = 3600 * ASTER_US_PER_SEC;
+                break;
+            case 'm':
+                unit = 60 * ASTER_US_PER_SEC;
+                break;
+            case 's':
+                unit = ASTER_US_PER_SEC;
+                break;
+            default:
+                goto bad;
             }
             p++;
         }

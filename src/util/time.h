@@ -48,8 +48,7 @@ int64_t aster_sec_from_civil(const aster_civil *c); /* ignores usec */
  * Fractions beyond microseconds are truncated.  On failure returns
  * ASTER_EINVAL with `field` as the error's field; *out is untouched. */
 ASTER_MUST_CHECK
-int aster_time_parse_rfc3339(const char *s, const char *field, aster_time_us *out,
-                             aster_err *err);
+int aster_time_parse_rfc3339(const char *s, const char *field, aster_time_us *out, aster_err *err);
 
 /* "2026-11-22T18:00:00.000Z" (milliseconds).  buf needs 32 bytes. */
 #define ASTER_TIME_BUFSZ 32

@@ -131,3 +131,97 @@ def start_server(tmp_path):
     yield start
     for s in started:
         s.stop(signal.SIGKILL)
+
+
+# ---- a real HTTP sink on loopback, for jobs to call -------------------------
+
+import http.server as httpserver
+import threading
+
+
+class Sink:
+    """Records every request; the path chooses the answer:
+    /ok 200 · /fail 500 · /hang (sleeps 30 s) · /close (drops the
+    connection unanswered) · /slow?ms=N (200 after N ms)."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        self.concurrent = 0
+        self.max_concurrent = 0
+        sink = self
+
+        class H(httpserver.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _handle(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with sink.lock:
+                    sink.requests.append({"t": time.time(), "method": self.command,
+                                          "path": self.path, "headers": dict(self.headers),
+                                          "body": body})
+                    sink.concurrent += 1
+                    sink.max_concurrent = max(sink.max_concurrent, sink.concurrent)
+                try:
+                    p = self.path.split("?")[0]
+                    if p == "/close":
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if p == "/hang":
+                        time.sleep(30)
+                    if p == "/slow":
+                        ms = int(self.path.split("ms=")[1]) if "ms=" in self.path else 1000
+                        time.sleep(ms / 1000)
+                    code = 500 if p == "/fail" else 200
+                    out = b'{"ok": %s}' % (b"true" if code == 200 else b"false")
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except OSError:
+                    pass
+                finally:
+                    with sink.lock:
+                        sink.concurrent -= 1
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        class Srv(httpserver.ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.httpd = Srv(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, path=None):
+        with self.lock:
+            return len([r for r in self.requests if path is None or r["path"] == path])
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.stop()
+
+
+def wait_for(pred, timeout=10, interval=0.05):
+    """Polls pred() until it returns a truthy value; returns it or fails."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("condition not met in %.1f s" % timeout)

@@ -26,8 +26,8 @@ static void test_civil_roundtrip(void **state)
         int64_t days;
         int wday;
     } cases[] = {
-        {1970, 1, 1, 0, 4},     {2000, 2, 29, 11016, 2}, {2024, 2, 29, 19782, 4},
-        {1969, 12, 31, -1, 3},  {2100, 3, 1, 47541, 1},  {2026, 11, 23, 20780, 1},
+        {1970, 1, 1, 0, 4},       {2000, 2, 29, 11016, 2}, {2024, 2, 29, 19782, 4},
+        {1969, 12, 31, -1, 3},    {2100, 3, 1, 47541, 1},  {2026, 11, 23, 20780, 1},
         {1600, 1, 1, -135140, 6},
     };
     for (size_t i = 0; i < ASTER_NELEM(cases); i++) {
@@ -62,9 +62,17 @@ static void test_rfc3339(void **state)
         {"1969-12-31T23:59:59.5Z", -500000},
     };
     static const char *const bad[] = {
-        "", "2026-03-08", "2026-03-08T06:30Z", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-        "2026-03-08T24:00:00Z", "2026-03-08T06:30:00", "2026-03-08T06:30:00+5", "x",
-        "2026-03-08T06:30:00.Z", "2026-03-08T06:30:00Zjunk",
+        "",
+        "2026-03-08",
+        "2026-03-08T06:30Z",
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-03-08T24:00:00Z",
+        "2026-03-08T06:30:00",
+        "2026-03-08T06:30:00+5",
+        "x",
+        "2026-03-08T06:30:00.Z",
+        "2026-03-08T06:30:00Zjunk",
     };
     for (size_t i = 0; i < ASTER_NELEM(ok); i++) {
         aster_time_us t = 0;
@@ -80,9 +88,9 @@ static void test_rfc3339(void **state)
         assert_true(t == 42);
     }
     char buf[ASTER_TIME_BUFSZ];
-    assert_string_equal(aster_time_format_ms(INT64_C(1772951400) * 1000000 + 7999, buf,
-                                             sizeof(buf)),
-                        "2026-03-08T06:30:00.007Z");
+    assert_string_equal(
+        aster_time_format_ms(INT64_C(1772951400) * 1000000 + 7999, buf, sizeof(buf)),
+        "2026-03-08T06:30:00.007Z");
     assert_string_equal(aster_time_format_ms(-500000, buf, sizeof(buf)),
                         "1969-12-31T23:59:59.500Z");
     assert_string_equal(aster_time_format_sec(1772951400, buf, sizeof(buf)),
@@ -96,8 +104,8 @@ static void test_duration(void **state)
         const char *in;
         int64_t sec;
     } ok[] = {{"90s", 90}, {"5m", 300}, {"1h30m", 5400}, {"2d", 172800}, {"1d2h3m4s", 93784}};
-    static const char *const bad[] = {"", "5", "m", "-5s", "5x", "1.5h", "s5",
-                                      "99999999999999999999d"};
+    static const char *const bad[] = {"",   "5",    "m",  "-5s",
+                                      "5x", "1.5h", "s5", "99999999999999999999d"};
     for (size_t i = 0; i < ASTER_NELEM(ok); i++) {
         int64_t us = 0;
         assert_int_equal(aster_duration_parse(ok[i].in, "d", &us, NULL), 0);
@@ -142,7 +150,7 @@ static void test_config(void **state)
     setenv("ASTER_LISTEN", "127.0.0.1:1", 1);
     setenv("ASTER_LOG_LEVEL", "warn", 1);
     assert_int_equal(aster_config_load(&cfg, ASTER_CMD_SERVE, 5, argv1, &err), 0);
-    assert_string_equal(cfg.listen, "127.0.0.1:9"); /* the flag wins */
+    assert_string_equal(cfg.listen, "127.0.0.1:9");  /* the flag wins */
     assert_int_equal(cfg.log_level, ASTER_LOG_WARN); /* the variable applies */
     assert_true(cfg.concurrency == 7);
     assert_true(cfg.insecure);
@@ -154,9 +162,12 @@ static void test_config(void **state)
     static const struct {
         const char *arg, *field;
     } bad[] = {
-        {"--nope", "--nope"},           {"--concurrency=abc", "--concurrency"},
-        {"--concurrency=0", "--concurrency"}, {"--log-level=loud", "--log-level"},
-        {"--log-format=xml", "--log-format"}, {"stray", "stray"},
+        {"--nope", "--nope"},
+        {"--concurrency=abc", "--concurrency"},
+        {"--concurrency=0", "--concurrency"},
+        {"--log-level=loud", "--log-level"},
+        {"--log-format=xml", "--log-format"},
+        {"stray", "stray"},
         {"--insecure=maybe", "--insecure"},
     };
     for (size_t i = 0; i < ASTER_NELEM(bad); i++) {
@@ -187,12 +198,15 @@ static void test_addr(void **state)
         int loopback;
         const char *fmt;
     } ok[] = {
-        {"127.0.0.1:8080", 1, "127.0.0.1:8080"}, {"127.1.2.3:0", 1, "127.1.2.3:0"},
-        {"[::1]:80", 1, "[::1]:80"},             {"0.0.0.0:8080", 0, "0.0.0.0:8080"},
-        {"192.0.2.1:1", 0, "192.0.2.1:1"},       {"localhost:5", 1, NULL},
+        {"127.0.0.1:8080", 1, "127.0.0.1:8080"},
+        {"127.1.2.3:0", 1, "127.1.2.3:0"},
+        {"[::1]:80", 1, "[::1]:80"},
+        {"0.0.0.0:8080", 0, "0.0.0.0:8080"},
+        {"192.0.2.1:1", 0, "192.0.2.1:1"},
+        {"localhost:5", 1, NULL},
     };
-    static const char *const bad[] = {"", "8080", ":8080", "127.0.0.1:", "127.0.0.1:70000",
-                                      "127.0.0.1:x", "[::1:80"};
+    static const char *const bad[] = {
+        "", "8080", ":8080", "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:x", "[::1:80"};
     for (size_t i = 0; i < ASTER_NELEM(ok); i++) {
         aster_addr a;
         char buf[80];
@@ -275,10 +289,14 @@ static void test_log_lines(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_civil_roundtrip), cmocka_unit_test(test_rfc3339),
-        cmocka_unit_test(test_duration),        cmocka_unit_test(test_uuid7),
-        cmocka_unit_test(test_config),          cmocka_unit_test(test_addr),
-        cmocka_unit_test(test_keys),            cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_civil_roundtrip),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_uuid7),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_log_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

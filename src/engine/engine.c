@@ -1,0 +1,987 @@
+/* engine.c — scheduler (timer heap, misfire, overlap) and dispatcher
+ * (claim, run, retry, record).
+ *
+ * Who runs where: everything below runs on the engine's loop thread, except
+ * aster_engine_start/stop (the starting thread), aster_engine_job_changed
+ * (any thread: it only appends to the inbox under `inbox_lock` and wakes the
+ * loop) and aster_engine_in_flight (an atomic read).
+ *
+ * Writes are batched: the fires of one tick go to the store in one
+ * transaction, and the results of all attempts that finished in one loop
+ * turn in another (flushed from a uv_check handle), so the fsync count
+ * grows with loop turns, not with executions. */
+#include "engine/engine.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <uthash.h>
+#include <uv.h>
+
+#include "core/job_json.h"
+#include "cron/cron.h"
+#include "engine/run.h"
+#include "util/mem.h"
+#include "util/uuid.h"
+
+/* Work bounds per step, so that one job with a long outage behind it can
+ * neither stall the loop nor write without limit (issue: misfire). */
+#define MISSED_RECORDS_MAX 1000    /* missed rows per job per outage */
+#define RUN_ALL_MAX        100     /* catch-up runs for misfire=run_all */
+#define ENUM_FIRES_MAX     2000000 /* fires counted when passing over */
+#define FIRES_PER_TICK_MAX 1000    /* in-grace fires of one job per tick */
+#define CLAIM_BATCH        512
+#define SAFETY_POLL_MS     1000 /* catches what no event announced */
+#define STORE_RETRY_MS     1000 /* after a failed write, try again */
+
+/* The scheduler's view of one active job. */
+typedef struct sjob {
+    char id[ASTER_ID_LEN + 1];
+    aster_job job;
+    aster_cron *cron;
+    const aster_tz *tz;
+    int64_t next;    /* next fire, Unix seconds; 0 = none */
+    size_t heap_idx; /* SIZE_MAX when not in the heap */
+    int running;     /* attempts of this job in flight here */
+    UT_hash_handle hh;
+} sjob;
+
+/* One attempt in flight. */
+typedef struct inflight {
+    char exec_id[ASTER_ID_LEN + 1];
+    aster_exec ex; /* as claimed */
+    aster_job job; /* the job's settings at claim time */
+    uint64_t handle;
+    struct aster_engine *e;
+    UT_hash_handle hh;
+} inflight;
+
+/* A finished attempt waiting for the next flush. */
+typedef struct result {
+    aster_exec ex;
+    aster_attempt at;
+    struct result *next;
+} result;
+
+typedef struct inbox_item {
+    char id[ASTER_ID_LEN + 1];
+    struct inbox_item *next;
+} inbox_item;
+
+struct aster_engine {
+    aster_engine_opts o;
+    char owner[96];
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t tick;  /* next fire */
+    uv_timer_t due;   /* next retry (not_before) */
+    uv_timer_t poll;  /* safety net and lease extension */
+    uv_check_t flush; /* batched result writes */
+    uv_idle_t nudge;  /* keeps the loop from blocking while results wait */
+    uv_timer_t grace; /* shutdown deadline */
+    aster_runner *runner;
+    pthread_t thread;
+
+    sjob *jobs; /* hash by id */
+    sjob **heap;
+    size_t heap_len, heap_cap;
+    inflight *flying; /* hash by exec id */
+    atomic_size_t n_flying;
+    result *results, **results_tail;
+    aster_mono_us last_extend;
+
+    pthread_mutex_t inbox_lock;
+    inbox_item *inbox;
+    atomic_int stop_requested;
+    int64_t grace_ms;
+    int stopping; /* loop-side: no new work */
+    int closing;  /* handles are being closed */
+    int runner_done;
+};
+
+static void lg(aster_engine *e, aster_log_level lv, const char *msg, const aster_kv *kv, size_t n)
+{
+    aster_log(e->o.log, lv, "engine", msg, kv, n);
+}
+
+static void log_err(aster_engine *e, const char *what, const aster_err *err)
+{
+    const aster_kv kv[] = {ASTER_KV_STR("error", err->msg), ASTER_KV_STR("field", err->field)};
+    lg(e, ASTER_LOG_ERROR, what, kv, ASTER_NELEM(kv));
+}
+
+static int64_t floor_sec(aster_time_us t)
+{
+    return t / ASTER_US_PER_SEC - (t % ASTER_US_PER_SEC < 0);
+}
+
+/* ---- heap of next fires --------------------------------------------------- */
+
+static int before(const sjob *a, const sjob *b)
+{
+    return a->next < b->next || (a->next == b->next && strcmp(a->id, b->id) < 0);
+}
+
+static void heap_swap(aster_engine *e, size_t i, size_t j)
+{
+    sjob *t = e->heap[i];
+    e->heap[i] = e->heap[j];
+    e->heap[j] = t;
+    e->heap[i]->heap_idx = i;
+    e->heap[j]->heap_idx = j;
+}
+
+static void heap_up(aster_engine *e, size_t i)
+{
+    while (i > 0 && before(e->heap[i], e->heap[(i - 1) / 2])) {
+        heap_swap(e, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(aster_engine *e, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < e->heap_len && before(e->heap[l], e->heap[m]))
+            m = l;
+        if (r < e->heap_len && before(e->heap[r], e->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(e, i, m);
+        i = m;
+    }
+}
+
+static void heap_remove(aster_engine *e, sjob *j)
+{
+    size_t i = j->heap_idx;
+    if (i == SIZE_MAX)
+        return;
+    e->heap_len--;
+    if (i != e->heap_len) {
+        e->heap[i] = e->heap[e->heap_len];
+        e->heap[i]->heap_idx = i;
+        heap_down(e, i);
+        heap_up(e, i);
+    }
+    j->heap_idx = SIZE_MAX;
+}
+
+/* Puts `j` in the heap at j->next (or takes it out when there is none). */
+static void heap_set(aster_engine *e, sjob *j)
+{
+    heap_remove(e, j);
+    if (!j->next)
+        return;
+    if (e->heap_len == e->heap_cap) {
+        e->heap_cap = e->heap_cap ? e->heap_cap * 2 : 64;
+        e->heap = aster_realloc(e->heap, e->heap_cap * sizeof(*e->heap));
+    }
+    j->heap_idx = e->heap_len;
+    e->heap[e->heap_len++] = j;
+    heap_up(e, j->heap_idx);
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+static void sjob_free(aster_engine *e, sjob *j)
+{
+    heap_remove(e, j);
+    HASH_DEL(e->jobs, j);
+    aster_cron_free(j->cron);
+    aster_job_fini(&j->job);
+    aster_free(j);
+}
+
+static int64_t cron_next(const sjob *j, int64_t after)
+{
+    aster_dst_policy pol = {(aster_dst_gap)j->job.dst_gap, (aster_dst_overlap)j->job.dst_overlap};
+    int64_t next = 0;
+    if (aster_cron_next(j->cron, j->tz, pol, floor_sec(j->job.created_at), after, &next) != 1)
+        return 0;
+    return next;
+}
+
+static void cancel_job_attempts(aster_engine *e, const char *job_id)
+{
+    /* Cancel never calls back from inside (run.h), so the table stays
+     * as it is while we walk it. */
+    for (inflight *f = e->flying; f; f = f->hh.next)
+        if (!strcmp(f->ex.job_id, job_id))
+            aster_runner_cancel(e->runner, f->handle);
+}
+
+/* Loads (or reloads) job `id` from the store into the scheduler. */
+static void job_load(aster_engine *e, const char *id)
+{
+    aster_job job;
+    aster_err err = {0};
+    sjob *j = NULL;
+    int rc;
+
+    HASH_FIND_STR(e->jobs, id, j);
+    aster_job_init(&job);
+    rc = aster_store_job_get(e->o.store, id, &job, &err);
+    if (rc == ASTER_ENOENT) {
+        /* Deleted: stop what runs (its rows are gone with it). */
+        cancel_job_attempts(e, id);
+        if (j)
+            sjob_free(e, j);
+        goto out;
+    }
+    if (rc) {
+        log_err(e, "cannot load job", &err);
+        goto out;
+    }
+    if (job.paused) {
+        if (j)
+            sjob_free(e, j);
+        goto out;
+    }
+    if (!j) {
+        j = aster_calloc(1, sizeof(*j));
+        memcpy(j->id, job.id, sizeof(j->id));
+        j->heap_idx = SIZE_MAX;
+        aster_job_init(&j->job);
+        HASH_ADD_STR(e->jobs, id, j);
+    }
+    aster_cron_free(j->cron);
+    j->cron = NULL;
+    aster_job_fini(&j->job);
+    j->job = job;
+    aster_job_init(&job);
+    if (aster_cron_parse(j->job.schedule, &j->cron, &err) ||
+        aster_tz_get(j->job.timezone, &j->tz, &err)) {
+        log_err(e, "job has an invalid schedule", &err);
+        sjob_free(e, j);
+        goto out;
+    }
+    /* The stored next_fire_at is authoritative: it is where the schedule
+     * stood when this job was last written, so fires missed while Aster was
+     * down are found from it (misfire handling). */
+    j->next = j->job.next_fire_at ? floor_sec(j->job.next_fire_at)
+                                  : cron_next(j, floor_sec(aster_time_now()));
+    heap_set(e, j);
+out:
+    aster_job_fini(&job);
+}
+
+/* ---- fires ---------------------------------------------------------------- */
+
+typedef struct fire_batch {
+    aster_exec *v;
+    size_t n, cap;
+    struct {
+        sjob *j;
+        int64_t next;
+    } * moves;
+    size_t nmoves, capmoves;
+} fire_batch;
+
+static aster_exec *fb_add(fire_batch *b, const sjob *j, int64_t at, aster_trigger trig,
+                          aster_exec_status st, aster_time_us now)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->v = aster_realloc(b->v, b->cap * sizeof(*b->v));
+    }
+    aster_exec *ex = &b->v[b->n++];
+    aster_exec_init(ex);
+    aster_uuid7(ex->id);
+    memcpy(ex->job_id, j->id, sizeof(ex->job_id));
+    ex->scheduled_at = at * ASTER_US_PER_SEC;
+    ex->trigger = trig;
+    ex->status = st;
+    ex->not_before = ex->scheduled_at;
+    ex->created_at = now;
+    if (st != ASTER_EXEC_PENDING)
+        ex->finished_at = now;
+    return ex;
+}
+
+static void fb_move(fire_batch *b, sjob *j, int64_t next)
+{
+    if (b->nmoves == b->capmoves) {
+        b->capmoves = b->capmoves ? b->capmoves * 2 : 64;
+        b->moves = aster_realloc(b->moves, b->capmoves * sizeof(*b->moves));
+    }
+    b->moves[b->nmoves].j = j;
+    b->moves[b->nmoves].next = next;
+    b->nmoves++;
+}
+
+static void fb_free(fire_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        aster_exec_fini(&b->v[i]);
+    aster_free(b->v);
+    aster_free(b->moves);
+}
+
+/* A fire that is to run: the overlap policy decides. */
+static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_trigger trig,
+                     aster_time_us now)
+{
+    if (j->running > 0 && j->job.overlap == ASTER_OVERLAP_FORBID) {
+        aster_exec *ex = fb_add(b, j, at, trig, ASTER_EXEC_SKIPPED, now);
+        ex->error = aster_strdup("skipped: the previous execution is still running "
+                                 "(overlap=forbid)");
+        return;
+    }
+    if (j->running > 0 && j->job.overlap == ASTER_OVERLAP_REPLACE)
+        cancel_job_attempts(e, j->id);
+    fb_add(b, j, at, trig, ASTER_EXEC_PENDING, now);
+}
+
+/* Handles every fire of `j` due by `now`: in-grace fires run; fires beyond
+ * the grace period are misfires, handled by the job's misfire policy. */
+static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
+{
+    int64_t now_sec = floor_sec(now);
+    int64_t grace_sec = j->job.misfire_grace_ms / 1000;
+    int64_t t = j->next, last_missed = 0, n_missed = 0, n_recorded = 0, n_catchup = 0;
+    int in_grace = 0;
+
+    /* Misfires first, in order: they are older than any in-grace fire. */
+    while (t && t <= now_sec && (now_sec - t) * 1000 > j->job.misfire_grace_ms &&
+           n_missed < ENUM_FIRES_MAX) {
+        n_missed++;
+        if (j->job.misfire == ASTER_MISFIRE_RUN_ALL && n_catchup < RUN_ALL_MAX) {
+            fire_run(e, b, j, t, ASTER_TRIGGER_CATCHUP, now);
+            n_catchup++;
+        } else if (n_recorded < MISSED_RECORDS_MAX) {
+            /* For run_once the latest missed fire is replaced below. */
+            aster_exec *ex = fb_add(b, j, t, ASTER_TRIGGER_SCHEDULE, ASTER_EXEC_MISSED, now);
+            ex->error = aster_strdup("missed: later than the misfire grace period");
+            n_recorded++;
+        }
+        last_missed = t;
+        t = cron_next(j, t);
+    }
+    /* Then the in-grace fires: late, but on time enough to run. */
+    for (int k = 0; t && t <= now_sec && k < FIRES_PER_TICK_MAX; k++) {
+        fire_run(e, b, j, t, ASTER_TRIGGER_SCHEDULE, now);
+        in_grace = 1;
+        t = cron_next(j, t);
+    }
+    (void)grace_sec;
+    if (n_missed) {
+        int64_t over = n_missed - n_recorded - n_catchup;
+        /* run_once: the latest missed fire runs as a catch-up, unless an
+         * in-grace fire already runs the job now. */
+        if (j->job.misfire == ASTER_MISFIRE_RUN_ONCE && !in_grace) {
+            aster_exec *lastex = NULL;
+            for (size_t i = b->n; i-- > 0;)
+                if (!strcmp(b->v[i].job_id, j->id) && b->v[i].status == ASTER_EXEC_MISSED) {
+                    lastex = &b->v[i];
+                    break;
+                }
+            if (lastex && lastex->scheduled_at == last_missed * ASTER_US_PER_SEC) {
+                aster_free(lastex->error);
+                lastex->error = NULL;
+                lastex->status = ASTER_EXEC_PENDING;
+                lastex->trigger = ASTER_TRIGGER_CATCHUP;
+                lastex->finished_at = 0;
+            } else {
+                /* The latest was past the record cap: run it, count it. */
+                fire_run(e, b, j, last_missed, ASTER_TRIGGER_CATCHUP, now);
+                over--;
+            }
+        }
+        if (over > 0) {
+            char msg[160];
+            /* One summary row for all fires passed over without a record;
+             * it sits at the last of them, which has no row of its own. */
+            aster_exec *ex = NULL;
+            for (size_t i = 0; i < b->n; i++)
+                if (!strcmp(b->v[i].job_id, j->id) &&
+                    b->v[i].scheduled_at == last_missed * ASTER_US_PER_SEC)
+                    ex = &b->v[i];
+            if (!ex)
+                ex = fb_add(b, j, last_missed, ASTER_TRIGGER_SCHEDULE, ASTER_EXEC_MISSED, now);
+            snprintf(msg, sizeof(msg), "missed: %" PRId64 " fires passed over%s without a record",
+                     over, n_missed >= ENUM_FIRES_MAX ? " (at least)" : "");
+            if (ex->status == ASTER_EXEC_MISSED) {
+                aster_free(ex->error);
+                ex->error = aster_strdup(msg);
+            }
+        }
+        if (n_missed >= ENUM_FIRES_MAX) /* jump the rest: count no further */
+            t = cron_next(j, now_sec);
+        const aster_kv kv[] = {ASTER_KV_STR("job_id", j->id), ASTER_KV_INT("missed", n_missed),
+                               ASTER_KV_STR("misfire", aster_misfire_name(j->job.misfire))};
+        lg(e, ASTER_LOG_WARN, "fires missed", kv, ASTER_NELEM(kv));
+    }
+    fb_move(b, j, t);
+}
+
+static int write_fires(aster_store *st, void *arg, aster_err *err)
+{
+    fire_batch *b = arg;
+    int rc = 0;
+    if (b->n)
+        rc = aster_store_exec_insert(st, b->v, b->n, NULL, err);
+    for (size_t i = 0; !rc && i < b->nmoves; i++) {
+        rc = aster_store_job_set_next(st, b->moves[i].j->id, b->moves[i].next * ASTER_US_PER_SEC,
+                                      err);
+        if (rc == ASTER_ENOENT) { /* deleted meanwhile: the inbox will tell */
+            aster_err_clear(err);
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+static void dispatch(aster_engine *e);
+static void arm_tick(aster_engine *e);
+
+static void on_tick(uv_timer_t *t)
+{
+    aster_engine *e = t->data;
+    aster_time_us now = aster_time_now();
+    int64_t now_sec = floor_sec(now);
+    fire_batch b = {0};
+    aster_err err = {0};
+
+    if (e->stopping)
+        return;
+    while (e->heap_len && e->heap[0]->next <= now_sec) {
+        sjob *j = e->heap[0];
+        heap_remove(e, j); /* re-added below, after the write */
+        job_due(e, &b, j, now);
+    }
+    if (b.nmoves && aster_store_batch(e->o.store, write_fires, &b, &err)) {
+        log_err(e, "cannot write fires; retrying", &err);
+        /* Nothing was written: put the jobs back where they were. */
+        for (size_t i = 0; i < b.nmoves; i++)
+            heap_set(e, b.moves[i].j);
+        fb_free(&b);
+        uv_timer_start(&e->tick, on_tick, STORE_RETRY_MS, 0);
+        return;
+    }
+    for (size_t i = 0; i < b.nmoves; i++) {
+        b.moves[i].j->next = b.moves[i].next;
+        heap_set(e, b.moves[i].j);
+    }
+    fb_free(&b);
+    arm_tick(e);
+    dispatch(e);
+}
+
+static void arm_tick(aster_engine *e)
+{
+    if (e->stopping)
+        return;
+    if (!e->heap_len) {
+        uv_timer_stop(&e->tick);
+        return;
+    }
+    /* Wake at the fire's second, rounded up to the millisecond so that the
+     * tick never runs just before it. */
+    int64_t delay_us = e->heap[0]->next * ASTER_US_PER_SEC - aster_time_now();
+    uint64_t ms = delay_us <= 0 ? 0 : (uint64_t)((delay_us + 999) / 1000);
+    uv_timer_start(&e->tick, on_tick, ms, 0);
+}
+
+/* ---- attempts ------------------------------------------------------------- */
+
+static int64_t backoff_ms(const aster_job *job, int32_t attempt)
+{
+    /* attempt n+1 waits base * 2^(n-1), capped, with +-20% jitter. */
+    int64_t d = job->retry_backoff_ms;
+    for (int32_t i = 1; i < attempt && d < job->retry_backoff_max_ms; i++)
+        d *= 2;
+    if (d > job->retry_backoff_max_ms)
+        d = job->retry_backoff_max_ms;
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint32_t)aster_mono_now();
+    double jitter = 0.8 + 0.4 * ((double)r / 4294967295.0);
+    int64_t out = (int64_t)((double)d * jitter);
+    return out < 1 ? 1 : out;
+}
+
+static void on_nudge(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+}
+
+static void on_result(void *arg, const aster_run_result *res)
+{
+    inflight *f = arg;
+    aster_engine *e = f->e;
+    aster_time_us now = aster_time_now();
+    sjob *j = NULL;
+    result *r;
+
+    HASH_DEL(e->flying, f);
+    atomic_fetch_sub(&e->n_flying, 1);
+    HASH_FIND_STR(e->jobs, f->ex.job_id, j);
+    if (j && j->running > 0)
+        j->running--;
+    if (e->closing)
+        goto out; /* hard stop: the row stays running, recovered at start */
+
+    r = aster_calloc(1, sizeof(*r));
+    aster_exec_copy(&r->ex, &f->ex);
+    memcpy(r->at.execution_id, f->ex.id, sizeof(r->at.execution_id));
+    r->at.attempt = f->ex.attempt;
+    r->at.status = res->status;
+    r->at.started_at = res->started_at ? res->started_at : f->ex.started_at;
+    r->at.finished_at = res->finished_at ? res->finished_at : now;
+    r->at.duration_ms = (r->at.finished_at - r->at.started_at) / 1000;
+    r->at.http_status = res->http_status;
+    r->at.exit_code = res->exit_code;
+    r->at.error = aster_strdup(res->error);
+
+    aster_exec *ex = &r->ex;
+    int failed = res->status == ASTER_EXEC_FAILED || res->status == ASTER_EXEC_TIMED_OUT;
+    if (failed && f->job.delivery == ASTER_DELIVERY_ATLEAST_ONCE &&
+        ex->attempt <= f->job.max_retries) {
+        ex->status = ASTER_EXEC_PENDING;
+        ex->not_before = now + backoff_ms(&f->job, ex->attempt) * ASTER_US_PER_MS;
+        ex->attempt++;
+        aster_free(ex->claimed_by);
+        ex->claimed_by = NULL;
+        ex->lease_until = 0;
+    } else {
+        ex->status = res->status;
+        ex->finished_at = r->at.finished_at;
+        ex->duration_ms = r->at.duration_ms;
+        aster_free(ex->claimed_by);
+        ex->claimed_by = NULL;
+        ex->lease_until = 0;
+    }
+    ex->started_at = r->at.started_at;
+    ex->http_status = res->http_status;
+    ex->exit_code = res->exit_code;
+    aster_free(ex->error);
+    ex->error = aster_strdup(res->error);
+    aster_free(ex->output);
+    if (res->output_dropped) {
+        size_t n = strlen(res->output) + 96;
+        ex->output = aster_malloc(n);
+        snprintf(ex->output, n, "%s\n[aster: %zu more bytes dropped]", res->output,
+                 res->output_dropped);
+    } else {
+        ex->output = aster_strdup(res->output);
+    }
+    {
+        const aster_kv kv[] = {ASTER_KV_STR("job_id", ex->job_id),
+                               ASTER_KV_STR("execution_id", ex->id),
+                               ASTER_KV_INT("attempt", r->at.attempt),
+                               ASTER_KV_STR("status", aster_exec_status_name(res->status)),
+                               ASTER_KV_INT("drift_ms", ex->drift_ms),
+                               ASTER_KV_INT("duration_ms", r->at.duration_ms),
+                               ASTER_KV_STR("error", res->error ? res->error : "")};
+        lg(e, failed ? ASTER_LOG_WARN : ASTER_LOG_INFO, "execution finished", kv, ASTER_NELEM(kv));
+    }
+    *e->results_tail = r;
+    e->results_tail = &r->next;
+    /* A result may arrive after this turn's check phase (the runner calls
+     * back from its own handles); an active idle handle makes the next
+     * poll return at once, so the flush runs now, not at the next event. */
+    uv_idle_start(&e->nudge, on_nudge);
+out:
+    aster_exec_fini(&f->ex);
+    aster_job_fini(&f->job);
+    aster_free(f);
+}
+
+static int write_results(aster_store *st, void *arg, aster_err *err)
+{
+    for (result *r = arg; r; r = r->next) {
+        int rc = aster_store_exec_update(st, &r->ex, err);
+        if (!rc)
+            rc = aster_store_attempt_insert(st, &r->at, err);
+        if (rc == ASTER_ENOENT) { /* the job was deleted: nothing to record */
+            aster_err_clear(err);
+            continue;
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void arm_due(aster_engine *e);
+
+static void on_flush(uv_check_t *c)
+{
+    aster_engine *e = c->data;
+    result *list = e->results, *next;
+    aster_err err = {0};
+
+    if (!list)
+        return;
+    if (aster_store_batch(e->o.store, write_results, list, &err)) {
+        /* Keep them and try again on a later turn; the leases keep the rows
+         * ours meanwhile. */
+        log_err(e, "cannot record results; retrying", &err);
+        return;
+    }
+    e->results = NULL;
+    e->results_tail = &e->results;
+    for (; list; list = next) {
+        next = list->next;
+        aster_exec_fini(&list->ex);
+        aster_free(list->at.error);
+        aster_free(list);
+    }
+    dispatch(e);
+    arm_due(e);
+}
+
+/* Claims what is due and hands it to the runner, as far as slots allow. */
+static void dispatch(aster_engine *e)
+{
+    aster_err err = {0};
+
+    while (!e->stopping) {
+        size_t flying = atomic_load(&e->n_flying);
+        size_t slots = e->o.concurrency > flying ? e->o.concurrency - flying : 0;
+        aster_exec *execs = NULL;
+        size_t n = 0;
+        aster_time_us now = aster_time_now();
+
+        if (!slots)
+            return;
+        if (slots > CLAIM_BATCH)
+            slots = CLAIM_BATCH;
+        if (aster_store_exec_claim(e->o.store, e->owner, now, now + e->o.lease_ms * 1000, slots,
+                                   &execs, &n, &err)) {
+            log_err(e, "cannot claim executions", &err);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            aster_exec *ex = &execs[i];
+            sjob *j = NULL;
+            inflight *f = aster_calloc(1, sizeof(*f));
+            HASH_FIND_STR(e->jobs, ex->job_id, j);
+            aster_job_init(&f->job);
+            if (j) {
+                aster_job_copy(&f->job, &j->job);
+                j->running++;
+            } else if (aster_store_job_get(e->o.store, ex->job_id, &f->job, &err)) {
+                /* A paused job's manual trigger lands here; a deleted job's
+                 * execution is gone with it. */
+                log_err(e, "claimed an execution of an unknown job", &err);
+                aster_err_clear(&err);
+                aster_job_fini(&f->job);
+                aster_free(f);
+                continue;
+            }
+            f->e = e;
+            aster_exec_copy(&f->ex, ex);
+            memcpy(f->exec_id, ex->id, sizeof(f->exec_id));
+            HASH_ADD_STR(e->flying, exec_id, f);
+            atomic_fetch_add(&e->n_flying, 1);
+            char key[ASTER_ID_LEN + 32];
+            /* One fire, one key: every attempt of it sends the same. */
+            snprintf(key, sizeof(key), "%s", ex->id);
+            aster_run_req req = {.exec_id = ex->id,
+                                 .job_id = ex->job_id,
+                                 .kind = f->job.target_kind,
+                                 .target = f->job.target,
+                                 .scheduled_at = ex->scheduled_at,
+                                 .attempt = ex->attempt,
+                                 .timeout_ms = f->job.timeout_ms,
+                                 .idempotency_key = key};
+            const aster_kv kv[] = {
+                ASTER_KV_STR("job_id", ex->job_id), ASTER_KV_STR("execution_id", ex->id),
+                ASTER_KV_INT("attempt", ex->attempt), ASTER_KV_STR("status", "running"),
+                ASTER_KV_INT("drift_ms", ex->drift_ms)};
+            lg(e, ASTER_LOG_INFO, "execution started", kv, ASTER_NELEM(kv));
+            f->handle = aster_runner_submit(e->runner, &req, on_result, f);
+        }
+        aster_store_free_execs(execs, n);
+        if (n < slots)
+            return;
+    }
+}
+
+static void on_due(uv_timer_t *t)
+{
+    aster_engine *e = t->data;
+    dispatch(e);
+    arm_due(e);
+}
+
+/* Wakes the dispatcher when the earliest waiting retry becomes due. */
+static void arm_due(aster_engine *e)
+{
+    aster_time_us next = 0;
+    aster_err err = {0};
+    if (e->stopping || aster_store_exec_next_due(e->o.store, &next, &err) || !next)
+        return;
+    int64_t delay = (next - aster_time_now() + 999) / 1000;
+    if (delay < 0)
+        delay = 0;
+    if (delay > SAFETY_POLL_MS)
+        return; /* the safety poll will see to it */
+    uv_timer_start(&e->due, on_due, (uint64_t)delay, 0);
+}
+
+/* ---- safety net, leases, inbox, shutdown ---------------------------------- */
+
+static void on_poll(uv_timer_t *t)
+{
+    aster_engine *e = t->data;
+    aster_err err = {0};
+    aster_time_us now = aster_time_now();
+
+    if (e->stopping)
+        return;
+    if (aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
+        if (aster_store_exec_extend(e->o.store, e->owner, now + e->o.lease_ms * 1000, &err))
+            log_err(e, "cannot extend leases", &err);
+        e->last_extend = aster_mono_now();
+    }
+    size_t retried = 0, failed = 0;
+    aster_err_clear(&err);
+    if (aster_store_exec_reclaim(e->o.store, e->owner, now, now, &retried, &failed, &err))
+        log_err(e, "cannot reclaim expired leases", &err);
+    else if (retried || failed) {
+        const aster_kv kv[] = {ASTER_KV_INT("retried", (int64_t)retried),
+                               ASTER_KV_INT("failed", (int64_t)failed)};
+        lg(e, ASTER_LOG_WARN, "expired leases taken back", kv, ASTER_NELEM(kv));
+    }
+    dispatch(e);
+    arm_due(e);
+}
+
+static void close_all(aster_engine *e);
+
+static void on_grace(uv_timer_t *t)
+{
+    close_all(t->data);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    aster_engine *e = a->data;
+    inbox_item *items;
+
+    pthread_mutex_lock(&e->inbox_lock);
+    items = e->inbox;
+    e->inbox = NULL;
+    pthread_mutex_unlock(&e->inbox_lock);
+    for (inbox_item *it = items, *next; it; it = next) {
+        next = it->next;
+        if (!e->stopping)
+            job_load(e, it->id);
+        aster_free(it);
+    }
+    if (atomic_load(&e->stop_requested) && !e->stopping) {
+        e->stopping = 1;
+        uv_timer_stop(&e->tick);
+        uv_timer_stop(&e->due);
+        uv_timer_stop(&e->poll);
+        if (atomic_load(&e->n_flying) == 0)
+            close_all(e);
+        else
+            uv_timer_start(&e->grace, on_grace, (uint64_t)e->grace_ms, 0);
+        return;
+    }
+    if (!e->stopping) {
+        arm_tick(e);
+        dispatch(e);
+    }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_all(aster_engine *e)
+{
+    if (e->closing)
+        return;
+    e->closing = 1;
+    /* Results already in hand are recorded; attempts still running are
+     * cancelled without a record and recovered at the next start. */
+    on_flush(&e->flush);
+    aster_runner_free(e->runner, &e->runner_done);
+    e->runner = NULL;
+    uv_close((uv_handle_t *)&e->wake, on_closed);
+    uv_close((uv_handle_t *)&e->tick, on_closed);
+    uv_close((uv_handle_t *)&e->due, on_closed);
+    uv_close((uv_handle_t *)&e->poll, on_closed);
+    uv_close((uv_handle_t *)&e->flush, on_closed);
+    uv_close((uv_handle_t *)&e->nudge, on_closed);
+    uv_close((uv_handle_t *)&e->grace, on_closed);
+}
+
+/* After each result: a graceful stop ends when the last attempt is done. */
+static void check_drained(uv_check_t *c)
+{
+    aster_engine *e = c->data;
+    on_flush(c);
+    if (e->stopping && !e->closing && atomic_load(&e->n_flying) == 0)
+        close_all(e);
+}
+
+static void *loop_main(void *arg)
+{
+    aster_engine *e = arg;
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int load_all(aster_engine *e, aster_err *err)
+{
+    char cursor[ASTER_ID_LEN + 1] = "";
+    for (;;) {
+        aster_job_filter f = {
+            .paused = 0, .after_id = cursor[0] ? cursor : NULL, .limit = ASTER_STORE_MAX_PAGE};
+        aster_job *jobs = NULL;
+        size_t n = 0;
+        int rc = aster_store_job_list(e->o.store, &f, &jobs, &n, err);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < n; i++)
+            job_load(e, jobs[i].id);
+        if (n)
+            memcpy(cursor, jobs[n - 1].id, sizeof(cursor));
+        aster_store_free_jobs(jobs, n);
+        if (n < ASTER_STORE_MAX_PAGE)
+            return 0;
+    }
+}
+
+int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_err *err)
+{
+    aster_engine *e = aster_calloc(1, sizeof(*e));
+    char host[64] = "localhost", rnd[ASTER_UUID_STRLEN + 1];
+    size_t retried = 0, failed = 0;
+    int rc;
+
+    e->o = *opts;
+    if (!e->o.concurrency)
+        e->o.concurrency = 1000;
+    if (!e->o.lease_ms)
+        e->o.lease_ms = 30000;
+    e->results_tail = &e->results;
+    gethostname(host, sizeof(host) - 1);
+    aster_uuid7(rnd);
+    snprintf(e->owner, sizeof(e->owner), "%s:%d:%.8s", host, (int)getpid(), rnd + 28);
+    pthread_mutex_init(&e->inbox_lock, NULL);
+    uv_loop_init(&e->loop);
+    aster_runner_opts ropts = {.max_in_flight = e->o.concurrency,
+                               .output_cap = e->o.output_cap ? e->o.output_cap : 64 * 1024,
+                               .kill_grace_ms = e->o.kill_grace_ms ? e->o.kill_grace_ms : 5000};
+    rc = aster_runner_new(&e->loop, &ropts, &e->runner, err);
+    if (rc)
+        goto fail;
+    uv_async_init(&e->loop, &e->wake, on_wake);
+    uv_timer_init(&e->loop, &e->tick);
+    uv_timer_init(&e->loop, &e->due);
+    uv_timer_init(&e->loop, &e->poll);
+    uv_timer_init(&e->loop, &e->grace);
+    uv_check_init(&e->loop, &e->flush);
+    uv_idle_init(&e->loop, &e->nudge);
+    e->wake.data = e->tick.data = e->due.data = e->poll.data = e->grace.data = e;
+    e->flush.data = e;
+    uv_check_start(&e->flush, check_drained);
+
+    /* On a store no other process shares, whatever is still running was
+     * left by a previous process of ours that died: take it all back now,
+     * not after its leases run out. */
+    aster_time_us now = aster_time_now();
+    aster_time_us expired_before =
+        aster_store_caps(e->o.store) & ASTER_STORE_CAP_SHARED ? now : INT64_MAX;
+    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, now, &retried, &failed, err);
+    if (rc)
+        goto fail_loop;
+    if (retried || failed) {
+        const aster_kv kv[] = {ASTER_KV_INT("retried", (int64_t)retried),
+                               ASTER_KV_INT("failed", (int64_t)failed)};
+        lg(e, ASTER_LOG_WARN, "recovered executions left running by a previous process", kv,
+           ASTER_NELEM(kv));
+    }
+    rc = load_all(e, err);
+    if (rc)
+        goto fail_loop;
+    {
+        const aster_kv kv[] = {ASTER_KV_INT("jobs", (int64_t)HASH_COUNT(e->jobs)),
+                               ASTER_KV_STR("owner", e->owner),
+                               ASTER_KV_INT("concurrency", (int64_t)e->o.concurrency)};
+        lg(e, ASTER_LOG_INFO, "engine started", kv, ASTER_NELEM(kv));
+    }
+    e->last_extend = aster_mono_now();
+    uv_timer_start(&e->poll, on_poll, SAFETY_POLL_MS, SAFETY_POLL_MS);
+    arm_tick(e);
+    uv_timer_start(&e->due, on_due, 0, 0); /* claim what is pending now */
+    if (pthread_create(&e->thread, NULL, loop_main, e)) {
+        rc = aster_err_set(err, ASTER_EIO, NULL, "cannot start the engine thread");
+        goto fail_loop;
+    }
+    *out = e;
+    return 0;
+fail_loop:
+    close_all(e);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+fail:
+    while (e->jobs)
+        sjob_free(e, e->jobs);
+    aster_free(e->heap);
+    if (!e->closing)
+        aster_runner_free(e->runner, NULL);
+    uv_loop_close(&e->loop);
+    pthread_mutex_destroy(&e->inbox_lock);
+    aster_free(e);
+    return rc;
+}
+
+void aster_engine_job_changed(aster_engine *e, const char *job_id)
+{
+    inbox_item *it;
+    if (!e)
+        return;
+    it = aster_calloc(1, sizeof(*it));
+    snprintf(it->id, sizeof(it->id), "%s", job_id);
+    pthread_mutex_lock(&e->inbox_lock);
+    it->next = e->inbox;
+    e->inbox = it;
+    pthread_mutex_unlock(&e->inbox_lock);
+    uv_async_send(&e->wake);
+}
+
+size_t aster_engine_in_flight(const aster_engine *e)
+{
+    return e ? atomic_load(&e->n_flying) : 0;
+}
+
+void aster_engine_stop(aster_engine *e, int64_t grace_ms)
+{
+    if (!e)
+        return;
+    e->grace_ms = grace_ms;
+    atomic_store(&e->stop_requested, 1);
+    uv_async_send(&e->wake);
+    pthread_join(e->thread, NULL);
+    while (e->jobs)
+        sjob_free(e, e->jobs);
+    aster_free(e->heap);
+    for (inbox_item *it = e->inbox, *next; it; it = next) {
+        next = it->next;
+        aster_free(it);
+    }
+    for (result *r = e->results, *next; r; r = next) {
+        next = r->next;
+        aster_exec_fini(&r->ex);
+        aster_free(r->at.error);
+        aster_free(r);
+    }
+    uv_loop_close(&e->loop);
+    pthread_mutex_destroy(&e->inbox_lock);
+    aster_free(e);
+}

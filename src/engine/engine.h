@@ -1,0 +1,50 @@
+/* engine.h — the scheduler and the dispatcher: turns schedules into
+ * executions and executions into attempts, on one libuv loop thread.
+ *
+ *   API thread --aster_engine_job_changed--> inbox --uv_async--> loop
+ *   loop: timer heap of next fires -> fires written in one transaction
+ *         -> claim pending executions (lease) -> runner (HTTP / command)
+ *         -> results batched into one transaction per loop turn
+ *
+ * The engine talks to the database only through store.h, so the same code
+ * runs on SQLite (aster serve) and on PostgreSQL. */
+#ifndef ASTER_ENGINE_H
+#define ASTER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "util/err.h"
+#include "util/log.h"
+
+typedef struct aster_engine aster_engine; /* opaque */
+
+typedef struct aster_engine_opts {
+    const aster_logger *log; /* borrowed for the engine's life */
+    aster_store *store;      /* borrowed for the engine's life */
+    size_t concurrency;      /* attempts in flight at most */
+    size_t output_cap;       /* bytes of output kept per attempt */
+    int64_t lease_ms;        /* claim lease; extended every lease_ms / 3 */
+    int64_t kill_grace_ms;   /* SIGTERM -> SIGKILL for commands */
+} aster_engine_opts;
+
+/* Loads the active jobs, recovers what a previous process left running, and
+ * starts the loop thread.  Copies `opts`. */
+ASTER_MUST_CHECK
+int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_err *err);
+
+/* A job was created, changed, paused, resumed, deleted or triggered: the
+ * scheduler reloads it at once.  Any thread; cheap (coalesced wake-up). */
+void aster_engine_job_changed(aster_engine *e, const char *job_id);
+
+/* Stops taking new work, lets attempts in flight finish for up to
+ * `grace_ms`, and leaves the rest running in the store, to be recovered by
+ * the next start.  Joins the loop thread and frees the engine.  Call from
+ * the thread that started it.  NULL is a no-op. */
+void aster_engine_stop(aster_engine *e, int64_t grace_ms);
+
+/* Attempts in flight now (for metrics).  Any thread. */
+size_t aster_engine_in_flight(const aster_engine *e);
+
+#endif
