@@ -14,6 +14,7 @@
 #include "util/addr.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 typedef struct aster_api aster_api; /* opaque */
 
@@ -27,7 +28,10 @@ typedef struct aster_api_opts {
     /* Called (on an HTTP thread) after a job was created, changed, deleted
      * or triggered, so the scheduler learns at once; may be NULL. */
     void (*on_job_change)(void *cb_arg, const char *job_id);
+    /* Attempts in flight now, for /metrics and stats; may be NULL. */
+    size_t (*in_flight)(void *cb_arg);
     void *cb_arg;
+    aster_metrics *metrics; /* borrowed; counts requests; may be NULL */
 } aster_api_opts;
 
 /* Binds `addr` and starts serving.  Copies `opts` (not what it points to).
@@ -35,6 +39,10 @@ typedef struct aster_api_opts {
 ASTER_MUST_CHECK
 int aster_api_start(const aster_api_opts *opts, const aster_addr *addr, aster_api **out,
                     aster_err *err);
+/* A metrics registry whose HTTP series are labelled with this server's
+ * routes.  Free with aster_metrics_free. */
+aster_metrics *aster_api_metrics_new(void);
+
 /* The port actually bound (useful with port 0). */
 int aster_api_port(const aster_api *api);
 /* Stops accepting, lets in-flight requests finish for up to `grace_ms`,

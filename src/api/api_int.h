@@ -48,6 +48,8 @@ typedef struct aster_route {
     unsigned flags;
 } aster_route;
 
+#define ASTER_MAX_ROUTES 128 /* routes.c has fewer; checked by a static assert there */
+
 extern const aster_route aster_routes[];
 extern const size_t aster_nroutes;
 
@@ -57,6 +59,24 @@ void aster_resp_error(aster_resp *resp, int status, const char *code, const char
                       const char *fmt, ...) ASTER_PRINTF(5, 6);
 /* Maps an aster_err to its HTTP status and JSON error. */
 void aster_resp_err(aster_resp *resp, const aster_err *err);
+
+/* Request helpers (req.c).  Each returns 0, or fills `resp` with a 4xx
+ * naming the parameter and returns -1 (NULL for the body). */
+json_t *aster_req_body_json(aster_req *req, aster_resp *resp); /* new reference */
+int aster_req_limit(aster_req *req, aster_resp *resp, int *out);  /* "limit", default 50 */
+int aster_req_cursor(aster_req *req, aster_resp *resp, const char **out);
+int aster_req_bool(aster_req *req, aster_resp *resp, const char *key, int *out); /* -1 absent */
+int aster_req_time(aster_req *req, aster_resp *resp, const char *key, aster_time_us *out);
+int aster_req_status(aster_req *req, aster_resp *resp, int *out); /* -1 absent */
+/* The job named by the path's {id} (an id or a name) into *job (init'ed
+ * here; fini it after a 0 return). */
+int aster_req_load_job(aster_req *req, aster_resp *resp, aster_job *job);
+
+/* Pagination: ask the store for aster_page_fetch(limit) rows, show at most
+ * `limit`, and answer {"items", "next_cursor"} (takes `items`). */
+int aster_page_fetch(int limit);
+void aster_resp_page(aster_resp *resp, json_t *items, const char *last_id, size_t fetched,
+                     int limit);
 
 /* Query-string value, or NULL. */
 const char *aster_req_query(const aster_req *req, const char *key);
@@ -77,5 +97,9 @@ void aster_h_job_executions(aster_req *req, aster_resp *resp);
 void aster_h_exec_list(aster_req *req, aster_resp *resp);
 void aster_h_exec_get(aster_req *req, aster_resp *resp);
 void aster_h_schedule_preview(aster_req *req, aster_resp *resp);
+void aster_h_metrics(aster_req *req, aster_resp *resp);
+void aster_h_stats(aster_req *req, aster_resp *resp);
+void aster_h_alert_list(aster_req *req, aster_resp *resp);
+void aster_h_job_alerts(aster_req *req, aster_resp *resp);
 
 #endif

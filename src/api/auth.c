@@ -74,6 +74,11 @@ int aster_keys_load(const char *list, const char *file, aster_keys **out, aster_
     }
     if (f)
         fclose(f);
+    /* A key source that was given but holds no key must not leave the API
+     * open: the operator meant to protect it. */
+    if (!rc && k->n == 0 && (file || (list && *list)))
+        rc = aster_err_set(err, ASTER_EINVAL, file ? "--api-keys-file" : "ASTER_API_KEYS",
+                           "no API key found%s%s", file ? " in " : "", file ? file : "");
     if (!rc && k->n == 0) {
         aster_keys_free(k);
         k = NULL;

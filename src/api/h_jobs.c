@@ -9,160 +9,11 @@
 #include "util/mem.h"
 #include "util/uuid.h"
 
-#define DEFAULT_PAGE 50
-
-/* ---- request helpers ---- */
-
-static int content_is_json(const aster_req *req)
-{
-    const char *ct =
-        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!ct)
-        return 0;
-    size_t n = strcspn(ct, ";");
-    while (n && ct[n - 1] == ' ')
-        n--;
-    /* application/json, and any application/...+json (merge-patch+json). */
-    if (n == 16 && !strncasecmp(ct, "application/json", 16))
-        return 1;
-    return n > 17 && !strncasecmp(ct, "application/", 12) && !strncasecmp(ct + n - 5, "+json", 5);
-}
-
-/* Parses the body as a JSON object.  On failure fills `resp` and returns
- * NULL. */
-static json_t *body_json(aster_req *req, aster_resp *resp)
-{
-    json_error_t jerr;
-    json_t *doc;
-
-    if (!content_is_json(req)) {
-        aster_resp_error(resp, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
-                         "the body must be JSON (Content-Type: application/json)");
-        return NULL;
-    }
-    if (!req->body || !req->body_len) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", NULL, "the body is empty");
-        return NULL;
-    }
-    /* Duplicate keys are ambiguous; jansson rejects invalid UTF-8 and NUL
-     * (\u0000) in strings by default, and integers beyond int64. */
-    doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", NULL,
-                         "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
-                         jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", NULL,
-                         "the body must be a JSON object");
-        return NULL;
-    }
-    return doc;
-}
-
-/* Query "limit": 1..max, default `def`. */
-static int query_limit(aster_req *req, aster_resp *resp, int *out)
-{
-    const char *s = aster_req_query(req, "limit");
-    char *end;
-    long n;
-    *out = DEFAULT_PAGE;
-    if (!s)
-        return 0;
-    n = strtol(s, &end, 10);
-    if (!*s || *end || n < 1 || n > ASTER_STORE_MAX_PAGE) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "limit", "must be an integer 1-%d",
-                         ASTER_STORE_MAX_PAGE);
-        return -1;
-    }
-    *out = (int)n;
-    return 0;
-}
-
-static int query_cursor(aster_req *req, aster_resp *resp, const char **out)
-{
-    const char *s = aster_req_query(req, "cursor");
-    *out = NULL;
-    if (s && *s && !aster_uuid_is_uuid(s)) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "cursor",
-                         "is not a cursor returned as next_cursor");
-        return -1;
-    }
-    *out = s && *s ? s : NULL;
-    return 0;
-}
-
-static int query_bool(aster_req *req, aster_resp *resp, const char *key, int *out)
-{
-    const char *s = aster_req_query(req, key);
-    *out = -1;
-    if (!s)
-        return 0;
-    if (!strcmp(s, "true") || !strcmp(s, "1"))
-        *out = 1;
-    else if (!strcmp(s, "false") || !strcmp(s, "0"))
-        *out = 0;
-    else {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", key, "must be true or false");
-        return -1;
-    }
-    return 0;
-}
-
-static int query_time(aster_req *req, aster_resp *resp, const char *key, aster_time_us *out)
-{
-    const char *s = aster_req_query(req, key);
-    aster_err err = {0};
-    *out = 0;
-    if (!s)
-        return 0;
-    if (aster_time_parse_rfc3339(s, key, out, &err)) {
-        aster_resp_err(resp, &err);
-        return -1;
-    }
-    return 0;
-}
-
-static int query_status(aster_req *req, aster_resp *resp, int *out)
-{
-    const char *s = aster_req_query(req, "status");
-    *out = -1;
-    if (!s)
-        return 0;
-    *out = aster_exec_status_parse(s);
-    if (*out < 0) {
-        aster_resp_error(resp, MHD_HTTP_BAD_REQUEST, "invalid", "status",
-                         "'%s' is not one of pending, running, succeeded, failed, timed_out, "
-                         "skipped, missed, cancelled",
-                         s);
-        return -1;
-    }
-    return 0;
-}
 
 static const aster_job_rules *rules(const aster_req *req)
 {
     static const aster_job_rules with = {.allow_commands = true}, without = {0};
     return req->api->opts.allow_commands ? &with : &without;
-}
-
-/* Loads the job named by the path's {id} (an id or a name). */
-static int load_job(aster_req *req, aster_resp *resp, aster_job *job)
-{
-    aster_err err = {0};
-    aster_job_init(job);
-    if (aster_store_job_get(req->api->opts.store, req->params[0], job, &err)) {
-        if (err.code == ASTER_ENOENT)
-            aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no job '%s'",
-                             req->params[0]);
-        else
-            aster_resp_err(resp, &err);
-        aster_job_fini(job);
-        return -1;
-    }
-    return 0;
 }
 
 static void notify(aster_req *req, const char *job_id)
@@ -180,7 +31,7 @@ static void answer_job(aster_resp *resp, int status, const aster_job *job)
 
 void aster_h_job_create(aster_req *req, aster_resp *resp)
 {
-    json_t *doc = body_json(req, resp);
+    json_t *doc = aster_req_body_json(req, resp);
     aster_job job;
     aster_err err = {0};
 
@@ -219,13 +70,11 @@ void aster_h_job_list(aster_req *req, aster_resp *resp)
     aster_err err = {0};
     int limit;
 
-    if (query_limit(req, resp, &limit) || query_cursor(req, resp, &f.after_id) ||
-        query_bool(req, resp, "paused", &f.paused))
+    if (aster_req_limit(req, resp, &limit) || aster_req_cursor(req, resp, &f.after_id) ||
+        aster_req_bool(req, resp, "paused", &f.paused))
         return;
     f.name_prefix = aster_req_query(req, "name_prefix");
-    f.limit = limit + 1; /* one more tells whether there is a next page */
-    if (f.limit > ASTER_STORE_MAX_PAGE)
-        f.limit = ASTER_STORE_MAX_PAGE;
+    f.limit = aster_page_fetch(limit);
     if (aster_store_job_list(req->api->opts.store, &f, &jobs, &n, &err)) {
         aster_resp_err(resp, &err);
         return;
@@ -234,19 +83,14 @@ void aster_h_job_list(aster_req *req, aster_resp *resp)
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
     for (size_t i = 0; i < shown; i++)
         json_array_append_new(items, aster_job_to_json(&jobs[i]));
-    aster_resp_json(resp, MHD_HTTP_OK,
-                    json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                              n > shown || (n == shown && shown == ASTER_STORE_MAX_PAGE &&
-                                            limit == ASTER_STORE_MAX_PAGE)
-                                  ? json_string(jobs[shown - 1].id)
-                                  : json_null()));
+    aster_resp_page(resp, items, shown ? jobs[shown - 1].id : NULL, n, limit);
     aster_store_free_jobs(jobs, n);
 }
 
 void aster_h_job_get(aster_req *req, aster_resp *resp)
 {
     aster_job job;
-    if (load_job(req, resp, &job))
+    if (aster_req_load_job(req, resp, &job))
         return;
     answer_job(resp, MHD_HTTP_OK, &job);
     aster_job_fini(&job);
@@ -273,13 +117,13 @@ static void save_job(aster_req *req, aster_resp *resp, aster_job *job, int64_t o
 
 void aster_h_job_replace(aster_req *req, aster_resp *resp)
 {
-    json_t *doc = body_json(req, resp), *id;
+    json_t *doc = aster_req_body_json(req, resp), *id;
     aster_job job, next;
     aster_err err = {0};
 
     if (!doc)
         return;
-    if (load_job(req, resp, &job)) {
+    if (aster_req_load_job(req, resp, &job)) {
         json_decref(doc);
         return;
     }
@@ -309,13 +153,13 @@ out:
 
 void aster_h_job_patch(aster_req *req, aster_resp *resp)
 {
-    json_t *doc = body_json(req, resp);
+    json_t *doc = aster_req_body_json(req, resp);
     aster_job job;
     aster_err err = {0};
 
     if (!doc)
         return;
-    if (load_job(req, resp, &job)) {
+    if (aster_req_load_job(req, resp, &job)) {
         json_decref(doc);
         return;
     }
@@ -332,7 +176,7 @@ void aster_h_job_delete(aster_req *req, aster_resp *resp)
 {
     aster_job job;
     aster_err err = {0};
-    if (load_job(req, resp, &job))
+    if (aster_req_load_job(req, resp, &job))
         return;
     if (aster_store_job_delete(req->api->opts.store, job.id, &err)) {
         aster_resp_err(resp, &err);
@@ -346,7 +190,7 @@ void aster_h_job_delete(aster_req *req, aster_resp *resp)
 static void set_paused(aster_req *req, aster_resp *resp, bool paused)
 {
     aster_job job;
-    if (load_job(req, resp, &job))
+    if (aster_req_load_job(req, resp, &job))
         return;
     job.paused = paused;
     save_job(req, resp, &job, job.version);
@@ -369,7 +213,7 @@ void aster_h_job_trigger(aster_req *req, aster_resp *resp)
     aster_exec ex;
     aster_err err = {0};
 
-    if (load_job(req, resp, &job))
+    if (aster_req_load_job(req, resp, &job))
         return;
     aster_exec_init(&ex);
     aster_uuid7(ex.id);
@@ -398,10 +242,10 @@ static void list_execs(aster_req *req, aster_resp *resp, const char *job_id)
     aster_err err = {0};
     int limit;
 
-    if (query_limit(req, resp, &limit) || query_cursor(req, resp, &f.before_id) ||
-        query_status(req, resp, &f.status) || query_time(req, resp, "since", &f.since))
+    if (aster_req_limit(req, resp, &limit) || aster_req_cursor(req, resp, &f.before_id) ||
+        aster_req_status(req, resp, &f.status) || aster_req_time(req, resp, "since", &f.since))
         return;
-    f.limit = limit < ASTER_STORE_MAX_PAGE ? limit + 1 : limit;
+    f.limit = aster_page_fetch(limit);
     if (aster_store_exec_list(req->api->opts.store, &f, &execs, &n, &err)) {
         aster_resp_err(resp, &err);
         return;
@@ -410,17 +254,14 @@ static void list_execs(aster_req *req, aster_resp *resp, const char *job_id)
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
     for (size_t i = 0; i < shown; i++)
         json_array_append_new(items, aster_exec_to_json(&execs[i], false));
-    int more = n > shown || (shown == (size_t)limit && limit == ASTER_STORE_MAX_PAGE);
-    aster_resp_json(resp, MHD_HTTP_OK,
-                    json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                              more && shown ? json_string(execs[shown - 1].id) : json_null()));
+    aster_resp_page(resp, items, shown ? execs[shown - 1].id : NULL, n, limit);
     aster_store_free_execs(execs, n);
 }
 
 void aster_h_job_executions(aster_req *req, aster_resp *resp)
 {
     aster_job job;
-    if (load_job(req, resp, &job))
+    if (aster_req_load_job(req, resp, &job))
         return;
     list_execs(req, resp, job.id);
     aster_job_fini(&job);
@@ -494,7 +335,7 @@ void aster_h_schedule_preview(aster_req *req, aster_resp *resp)
             return;
         }
     }
-    if (query_time(req, resp, "from", &from))
+    if (aster_req_time(req, resp, "from", &from))
         return;
     if (!aster_req_query(req, "from"))
         from = aster_time_now();

@@ -39,9 +39,16 @@ void aster_resp_error(aster_resp *resp, int status, const char *code, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages quote what the client sent (a path, a value): scrubbed, they
+     * are always valid JSON strings, so an error never loses its body. */
+    aster_utf8_scrub(msg);
     e = json_pack("{s:s,s:s}", "code", code, "message", msg);
-    if (field && *field)
-        json_object_set_new(e, "field", json_string(field));
+    if (field && *field) {
+        char f[128];
+        snprintf(f, sizeof(f), "%s", field);
+        aster_utf8_scrub(f);
+        json_object_set_new(e, "field", json_string(f));
+    }
     aster_resp_json(resp, status, json_pack("{s:o}", "error", e));
 }
 
@@ -120,8 +127,9 @@ static int is_write(const char *method)
     return strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "OPTIONS");
 }
 
-static void dispatch(aster_api *api, struct MHD_Connection *conn, const char *method,
-                     const char *url, req_ctx *ctx, aster_resp *resp)
+/* Returns the index of the route that answered (aster_nroutes: none). */
+static size_t dispatch(aster_api *api, struct MHD_Connection *conn, const char *method,
+                       const char *url, req_ctx *ctx, aster_resp *resp)
 {
     char buf[512];
     aster_req req = {.api = api, .conn = conn, .method = method, .path = url};
@@ -130,7 +138,7 @@ static void dispatch(aster_api *api, struct MHD_Connection *conn, const char *me
     if (ctx->too_large) {
         aster_resp_error(resp, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
                          "request body is larger than %zu bytes", api->opts.max_body);
-        return;
+        return aster_nroutes;
     }
     r = route_find(method, url, buf, sizeof(buf), req.params, resp->allow, sizeof(resp->allow));
     if (!r) {
@@ -140,7 +148,7 @@ static void dispatch(aster_api *api, struct MHD_Connection *conn, const char *me
         else
             aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s", method,
                              url);
-        return;
+        return aster_nroutes;
     }
     req.access = ASTER_KEY_WRITE;
     if (!(r->flags & ROUTE_OPEN) && api->opts.keys) {
@@ -150,17 +158,18 @@ static void dispatch(aster_api *api, struct MHD_Connection *conn, const char *me
         if (req.access == ASTER_KEY_NONE) {
             aster_resp_error(resp, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
                              "missing or wrong API key (Authorization: Bearer KEY)");
-            return;
+            return (size_t)(r - aster_routes);
         }
         if (req.access == ASTER_KEY_READ && is_write(method)) {
             aster_resp_error(resp, MHD_HTTP_FORBIDDEN, "forbidden", NULL,
                              "this API key is read-only");
-            return;
+            return (size_t)(r - aster_routes);
         }
     }
     req.body = ctx->body;
     req.body_len = ctx->len;
     r->fn(&req, resp);
+    return (size_t)(r - aster_routes);
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, aster_resp *resp)
@@ -241,16 +250,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
-    dispatch(api, conn, method, url, ctx, &resp);
+    size_t route = dispatch(api, conn, method, url, ctx, &resp);
     ret = send_resp(conn, &resp);
     json_decref(resp.json);
     aster_free(resp.text);
-    if (aster_log_enabled(api->opts.log, ASTER_LOG_DEBUG)) {
+    double secs = (double)(aster_mono_now() - ctx->started) / 1e6;
+    aster_metrics_http(api->opts.metrics, route, resp.status, secs);
+    if (aster_log_enabled(api->opts.log, ASTER_LOG_INFO)) {
+        /* The route pattern, not the raw path: ids and names stay out of
+         * the aggregate view, and the line stays short. */
         const aster_kv kv[] = {
-            ASTER_KV_STR("method", method), ASTER_KV_STR("path", url),
-            ASTER_KV_INT("status", resp.status),
-            ASTER_KV_DBL("latency_ms", (double)(aster_mono_now() - ctx->started) / 1000.0)};
-        aster_log(api->opts.log, ASTER_LOG_DEBUG, "api", "request", kv, ASTER_NELEM(kv));
+            ASTER_KV_STR("method", method),
+            ASTER_KV_STR("route", route < aster_nroutes ? aster_routes[route].pattern : url),
+            ASTER_KV_INT("status", resp.status), ASTER_KV_DBL("latency_ms", secs * 1000.0)};
+        aster_log(api->opts.log, ASTER_LOG_INFO, "api", "request", kv, ASTER_NELEM(kv));
     }
     return ret;
 }
@@ -300,6 +313,18 @@ int aster_api_start(const aster_api_opts *opts, const aster_addr *addr, aster_ap
     api->port = info ? info->port : 0;
     *out = api;
     return 0;
+}
+
+aster_metrics *aster_api_metrics_new(void)
+{
+    /* Label values point into the static route table, which outlives any
+     * metrics object. */
+    static const char *patterns[ASTER_MAX_ROUTES], *methods[ASTER_MAX_ROUTES];
+    for (size_t i = 0; i < aster_nroutes; i++) {
+        patterns[i] = aster_routes[i].pattern;
+        methods[i] = aster_routes[i].method;
+    }
+    return aster_metrics_new(patterns, methods, aster_nroutes);
 }
 
 int aster_api_port(const aster_api *api)

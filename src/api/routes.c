@@ -18,6 +18,11 @@ const aster_route aster_routes[] = {
     {"GET", "/api/v1/executions", aster_h_exec_list, 0},
     {"GET", "/api/v1/executions/{id}", aster_h_exec_get, 0},
     {"GET", "/api/v1/schedule/preview", aster_h_schedule_preview, 0},
+    {"GET", "/api/v1/alerts", aster_h_alert_list, 0},
+    {"GET", "/api/v1/stats", aster_h_stats, 0},
+    {"GET", "/api/v1/jobs/{id}/alerts", aster_h_job_alerts, 0},
+    {"GET", "/metrics", aster_h_metrics, ROUTE_OPEN},
 };
 
 const size_t aster_nroutes = ASTER_NELEM(aster_routes);
+_Static_assert(ASTER_NELEM(aster_routes) <= ASTER_MAX_ROUTES, "raise ASTER_MAX_ROUTES");

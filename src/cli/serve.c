@@ -43,6 +43,11 @@ static void job_changed(void *engine, const char *job_id)
     aster_engine_job_changed(engine, job_id);
 }
 
+static size_t in_flight(void *engine)
+{
+    return aster_engine_in_flight(engine);
+}
+
 int aster_cli_serve(int argc, char **argv)
 {
     aster_config cfg;
@@ -53,6 +58,7 @@ int aster_cli_serve(int argc, char **argv)
     aster_store *st = NULL;
     aster_api *api = NULL;
     aster_engine *engine = NULL;
+    aster_metrics *metrics = NULL;
     char where[80];
     int rc;
 
@@ -77,7 +83,9 @@ int aster_cli_serve(int argc, char **argv)
     aster_store_opts sopts = {.exclusive = true, .migrate = true};
     if (aster_store_open(cfg.store, &sopts, &st, &err))
         goto fail;
-    aster_engine_opts eopts = {.log = &lg, .store = st, .concurrency = (size_t)cfg.concurrency};
+    metrics = aster_api_metrics_new();
+    aster_engine_opts eopts = {
+        .log = &lg, .store = st, .concurrency = (size_t)cfg.concurrency, .metrics = metrics};
     if (aster_engine_start(&eopts, &engine, &err))
         goto fail;
     aster_api_opts aopts = {.log = &lg,
@@ -87,6 +95,8 @@ int aster_cli_serve(int argc, char **argv)
                             .threads = (unsigned)cfg.http_threads,
                             .allow_commands = cfg.allow_commands,
                             .on_job_change = job_changed,
+                            .in_flight = in_flight,
+                            .metrics = metrics,
                             .cb_arg = engine};
     if (aster_api_start(&aopts, &addr, &api, &err))
         goto fail;
@@ -123,6 +133,7 @@ out:
     aster_api_stop(api, 0);
     aster_engine_stop(engine, 0);
     aster_store_close(st);
+    aster_metrics_free(metrics);
     aster_keys_free(keys);
     aster_config_fini(&cfg);
     aster_tz_cache_free();

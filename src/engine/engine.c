@@ -470,6 +470,9 @@ static void on_tick(uv_timer_t *t)
         b.moves[i].j->next = b.moves[i].next;
         heap_set(e, b.moves[i].j);
     }
+    for (size_t i = 0; i < b.n; i++)
+        if (b.v[i].status != ASTER_EXEC_PENDING)
+            aster_metrics_exec_final(e->o.metrics, b.v[i].status, -1, -1);
     fb_free(&b);
     arm_tick(e);
     dispatch(e);
@@ -631,6 +634,11 @@ static void on_flush(uv_check_t *c)
     e->results_tail = &e->results;
     for (; list; list = next) {
         next = list->next;
+        if (aster_exec_status_is_final(list->ex.status))
+            aster_metrics_exec_final(
+                e->o.metrics, list->ex.status,
+                list->ex.drift_ms >= 0 ? (double)list->ex.drift_ms / 1000.0 : -1,
+                list->ex.duration_ms >= 0 ? (double)list->ex.duration_ms / 1000.0 : -1);
         aster_exec_fini(&list->ex);
         aster_free(list->at.error);
         aster_free(list);
@@ -749,6 +757,8 @@ static void on_poll(uv_timer_t *t)
     if (aster_store_exec_reclaim(e->o.store, e->owner, now, now, &retried, &failed, &err))
         log_err(e, "cannot reclaim expired leases", &err);
     else if (retried || failed) {
+        for (size_t i = 0; i < failed; i++)
+            aster_metrics_exec_final(e->o.metrics, ASTER_EXEC_FAILED, -1, -1);
         const aster_kv kv[] = {ASTER_KV_INT("retried", (int64_t)retried),
                                ASTER_KV_INT("failed", (int64_t)failed)};
         lg(e, ASTER_LOG_WARN, "expired leases taken back", kv, ASTER_NELEM(kv));
@@ -902,6 +912,8 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
     if (rc)
         goto fail_loop;
     if (retried || failed) {
+        for (size_t i = 0; i < failed; i++)
+            aster_metrics_exec_final(e->o.metrics, ASTER_EXEC_FAILED, -1, -1);
         const aster_kv kv[] = {ASTER_KV_INT("retried", (int64_t)retried),
                                ASTER_KV_INT("failed", (int64_t)failed)};
         lg(e, ASTER_LOG_WARN, "recovered executions left running by a previous process", kv,

@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 typedef struct aster_engine aster_engine; /* opaque */
 
@@ -27,6 +28,7 @@ typedef struct aster_engine_opts {
     size_t output_cap;       /* bytes of output kept per attempt */
     int64_t lease_ms;        /* claim lease; extended every lease_ms / 3 */
     int64_t kill_grace_ms;   /* SIGTERM -> SIGKILL for commands */
+    aster_metrics *metrics;  /* borrowed; may be NULL */
 } aster_engine_opts;
 
 /* Loads the active jobs, recovers what a previous process left running, and

@@ -406,6 +406,14 @@ int aster_store_exec_next_due(aster_store *st, aster_time_us *out, aster_err *er
     return st->ops->exec_next_due(st, out, err);
 }
 
+int aster_store_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err)
+{
+    if (!st || !out)
+        return no_handle(err);
+    *out = 0;
+    return st->ops->queue_depth(st, now, out, err);
+}
+
 int aster_store_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err)
 {
     int rc;
@@ -491,4 +499,195 @@ int aster_store_batch(aster_store *st, aster_store_batch_fn fn, void *arg, aster
     if (!fn)
         return aster_err_set(err, ASTER_EINVAL, FIELD, "no batch function given");
     return st->ops->batch(st, fn, arg, err);
+}
+
+/* ---- alerts delivery and retention -------------------------------------------- */
+
+static int check_max(size_t max, aster_err *err)
+{
+    if (max < 1 || max > ASTER_STORE_MAX_PAGE)
+        return aster_err_set(err, ASTER_EINVAL, "limit", "limit must be 1..%d, not %zu",
+                             ASTER_STORE_MAX_PAGE, max);
+    return 0;
+}
+
+int aster_store_alert_raise(aster_store *st, const aster_alert *a, const char *dedupe_key,
+                            bool *inserted, aster_err *err)
+{
+    bool dummy = false;
+    int rc;
+
+    if (!inserted)
+        inserted = &dummy;
+    *inserted = false;
+    if (!st)
+        return no_handle(err);
+    if (!a)
+        return aster_err_set(err, ASTER_EINVAL, "alert", "no alert given");
+    if ((rc = check_id(a->id, "id", err)) || (rc = check_id(a->job_id, "job_id", err)) ||
+        (rc = check_str(a->kind, "kind", err)) || (rc = check_str(a->message, "message", err)) ||
+        (rc = check_str(a->delivery_state, "delivery_state", err)))
+        return rc;
+    if (a->execution_id[0] && (rc = check_id(a->execution_id, "execution_id", err)))
+        return rc;
+    return st->ops->alert_raise(st, a, dedupe_key && *dedupe_key ? dedupe_key : NULL, inserted,
+                                err);
+}
+
+int aster_store_alert_due(aster_store *st, aster_time_us now, size_t max, aster_alert **out,
+                          size_t *n, aster_err *err)
+{
+    int rc;
+
+    if (!st || !out || !n)
+        return no_handle(err);
+    *out = NULL;
+    *n = 0;
+    if ((rc = check_max(max, err)))
+        return rc;
+    return st->ops->alert_due(st, now, max, out, n, err);
+}
+
+int aster_store_alert_next_due(aster_store *st, aster_time_us *out, aster_err *err)
+{
+    if (!st || !out)
+        return no_handle(err);
+    *out = 0;
+    return st->ops->alert_next_due(st, out, err);
+}
+
+int aster_store_alert_set_delivery(aster_store *st, const char *id, const char *state,
+                                   int32_t attempts, aster_time_us next_delivery_at,
+                                   aster_err *err)
+{
+    int rc;
+
+    if (!st)
+        return no_handle(err);
+    if (!id || !aster_uuid_is_uuid(id))
+        return aster_err_set(err, ASTER_ENOENT, "id", "no alert with id '%.40s'", id ? id : "");
+    if ((rc = check_str(state, "delivery_state", err)))
+        return rc;
+    return st->ops->alert_set_delivery(st, id, state, attempts, next_delivery_at, err);
+}
+
+int aster_store_exec_unalerted_failures(aster_store *st, aster_time_us since,
+                                        const char *key_prefix, size_t max, aster_exec **out,
+                                        size_t *n, aster_err *err)
+{
+    int rc;
+
+    if (!st || !out || !n)
+        return no_handle(err);
+    *out = NULL;
+    *n = 0;
+    if ((rc = check_str(key_prefix, "key_prefix", err)) || (rc = check_max(max, err)))
+        return rc;
+    return st->ops->exec_unalerted_failures(st, since, key_prefix, max, out, n, err);
+}
+
+int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max,
+                                int64_t *streak, char last_success_id[ASTER_ID_LEN + 1],
+                                aster_err *err)
+{
+    if (!st || !streak || !last_success_id)
+        return no_handle(err);
+    *streak = 0;
+    last_success_id[0] = '\0';
+    if (!job_id || !aster_uuid_is_uuid(job_id) || max < 1)
+        return 0; /* no such job, or nothing asked: no streak */
+    return st->ops->job_fail_streak(st, job_id, max, streak, last_success_id, err);
+}
+
+int aster_store_job_absent(aster_store *st, aster_time_us now, const char *key_prefix,
+                           const char *after_id, int limit, aster_job_absence **out, size_t *n,
+                           aster_err *err)
+{
+    int rc;
+
+    if (!st || !out || !n)
+        return no_handle(err);
+    *out = NULL;
+    *n = 0;
+    if ((rc = check_str(key_prefix, "key_prefix", err)) || (rc = check_limit(limit, err)))
+        return rc;
+    return st->ops->job_absent(st, now, key_prefix, after_id && *after_id ? after_id : NULL, limit,
+                               out, n, err);
+}
+
+int aster_store_prune_execs_before(aster_store *st, aster_time_us before, size_t max,
+                                   size_t *deleted, aster_err *err)
+{
+    size_t dummy = 0;
+    int rc;
+
+    if (!deleted)
+        deleted = &dummy;
+    *deleted = 0;
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_max(max, err)))
+        return rc;
+    return st->ops->prune_execs_before(st, before, max, deleted, err);
+}
+
+int aster_store_prune_execs_keep(aster_store *st, const char *job_id, int64_t keep, size_t max,
+                                 size_t *deleted, aster_err *err)
+{
+    size_t dummy = 0;
+    int rc;
+
+    if (!deleted)
+        deleted = &dummy;
+    *deleted = 0;
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_max(max, err)))
+        return rc;
+    if (keep < 1)
+        return aster_err_set(err, ASTER_EINVAL, "keep", "keep must be 1 or more, not %lld",
+                             (long long)keep);
+    if (!job_id || !aster_uuid_is_uuid(job_id))
+        return 0; /* no such job: nothing to prune */
+    return st->ops->prune_execs_keep(st, job_id, keep, max, deleted, err);
+}
+
+int aster_store_prune_alerts_before(aster_store *st, aster_time_us before, size_t max,
+                                    size_t *deleted, aster_err *err)
+{
+    size_t dummy = 0;
+    int rc;
+
+    if (!deleted)
+        deleted = &dummy;
+    *deleted = 0;
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_max(max, err)))
+        return rc;
+    return st->ops->prune_alerts_before(st, before, max, deleted, err);
+}
+
+int aster_store_exec_max_id(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err)
+{
+    if (!st || !out)
+        return no_handle(err);
+    out[0] = '\0';
+    return st->ops->exec_max_id(st, out, err);
+}
+
+int aster_store_exec_jobs_after(aster_store *st, const char *since_id, const char *after_job,
+                                int limit, char **ids, size_t *n, aster_err *err)
+{
+    int rc;
+
+    if (!st || !ids || !n)
+        return no_handle(err);
+    *ids = NULL;
+    *n = 0;
+    if ((rc = check_limit(limit, err)))
+        return rc;
+    return st->ops->exec_jobs_after(st, since_id && *since_id ? since_id : NULL,
+                                    after_job && *after_job ? after_job : NULL, limit, ids, n,
+                                    err);
 }

@@ -183,6 +183,9 @@ int aster_store_exec_reclaim(aster_store *st, const char *keep_owner, aster_time
 /* The earliest not_before of a pending execution, or 0 when none. */
 int aster_store_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 
+/* Pending executions with not_before <= now (the queue depth gauge). */
+int aster_store_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
+
 /* One attempt of an execution, kept as history. */
 typedef struct aster_attempt {
     char execution_id[ASTER_ID_LEN + 1];
@@ -229,5 +232,103 @@ void aster_store_free_alerts(aster_alert *alerts, size_t n);
 typedef int (*aster_store_batch_fn)(aster_store *st, void *arg, aster_err *err);
 ASTER_MUST_CHECK
 int aster_store_batch(aster_store *st, aster_store_batch_fn fn, void *arg, aster_err *err);
+
+/* ---- alerts delivery and retention ------------------------------------------
+ *
+ * For the alerter (engine/alert.c) and the pruner (engine/prune.c), each on
+ * its own thread.  Alert identity: an alert may carry a dedupe key naming
+ * the event it is about; (job_id, dedupe_key) is unique, so raising the
+ * same event twice (from two paths, or again after a restart) stores one
+ * alert.  Queries that look for events without an alert take the key's
+ * prefix and append the event's own part as stated below. */
+
+/* Inserts `a` unless the job already has an alert with `dedupe_key` (NULL:
+ * always inserts).  *inserted (may be NULL) tells which.  ASTER_ENOENT
+ * (field "job_id") when the job is gone. */
+ASTER_MUST_CHECK
+int aster_store_alert_raise(aster_store *st, const aster_alert *a, const char *dedupe_key,
+                            bool *inserted, aster_err *err);
+
+/* Up to `max` alerts in delivery_state "pending" whose next_delivery_at <=
+ * now, earliest first.  Free with aster_store_free_alerts. */
+ASTER_MUST_CHECK
+int aster_store_alert_due(aster_store *st, aster_time_us now, size_t max, aster_alert **out,
+                          size_t *n, aster_err *err);
+
+/* The earliest next_delivery_at of a pending alert, or 0 when none. */
+int aster_store_alert_next_due(aster_store *st, aster_time_us *out, aster_err *err);
+
+/* Sets an alert's delivery columns ("pending", "delivered", "failed",
+ * "none"; next_delivery_at 0 for none).  ASTER_ENOENT when it is gone (its
+ * job was deleted, or it was pruned). */
+ASTER_MUST_CHECK
+int aster_store_alert_set_delivery(aster_store *st, const char *id, const char *state,
+                                   int32_t attempts, aster_time_us next_delivery_at,
+                                   aster_err *err);
+
+/* Final failures (status failed or timed_out) with finished_at >= since
+ * whose job has no alert with dedupe key `key_prefix` + execution id;
+ * oldest first, at most `max`.  Only id, job_id, status, attempt,
+ * finished_at and error are filled.  Free with aster_store_free_execs. */
+ASTER_MUST_CHECK
+int aster_store_exec_unalerted_failures(aster_store *st, aster_time_us since,
+                                        const char *key_prefix, size_t max, aster_exec **out,
+                                        size_t *n, aster_err *err);
+
+/* A job's failure streak: the final failures among its executions newer
+ * (in id order: fire order) than its newest success, counted up to `max`.
+ * last_success_id gets that success's id, "" when it never succeeded. */
+ASTER_MUST_CHECK
+int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max,
+                                int64_t *streak, char last_success_id[ASTER_ID_LEN + 1],
+                                aster_err *err);
+
+/* A job whose absence alert is due (see aster_store_job_absent). */
+typedef struct aster_job_absence {
+    char job_id[ASTER_ID_LEN + 1];
+    int64_t no_success_ms; /* the job's alert_if_no_success_ms */
+    aster_time_us since;   /* its newest success's finished_at, else its created_at */
+} aster_job_absence;
+
+/* Active jobs with alert_if_no_success_ms > 0 that have had no success for
+ * that long at `now` (since + no_success_ms <= now) and no alert with
+ * dedupe key `key_prefix` + since (decimal microseconds); in id order after
+ * `after_id` (NULL: from the start), at most `limit` (1..ASTER_STORE_MAX_PAGE).
+ * *out: array of *n, caller frees with aster_free. */
+ASTER_MUST_CHECK
+int aster_store_job_absent(aster_store *st, aster_time_us now, const char *key_prefix,
+                           const char *after_id, int limit, aster_job_absence **out, size_t *n,
+                           aster_err *err);
+
+/* Retention.  Each call is one short transaction deleting at most `max`
+ * rows (1..ASTER_STORE_MAX_PAGE), so that writers queue behind it briefly;
+ * callers loop while *deleted == max.  Pending and running executions are
+ * never deleted; an execution's attempts go with it.  *deleted counts the
+ * rows of the table named. */
+
+/* Executions created before `before` and not finished after it. */
+ASTER_MUST_CHECK
+int aster_store_prune_execs_before(aster_store *st, aster_time_us before, size_t max,
+                                   size_t *deleted, aster_err *err);
+/* Executions of `job_id` older (in id order) than its `keep` (>= 1) newest. */
+ASTER_MUST_CHECK
+int aster_store_prune_execs_keep(aster_store *st, const char *job_id, int64_t keep, size_t max,
+                                 size_t *deleted, aster_err *err);
+/* Alerts created before `before`, except those still pending delivery. */
+ASTER_MUST_CHECK
+int aster_store_prune_alerts_before(aster_store *st, aster_time_us before, size_t max,
+                                    size_t *deleted, aster_err *err);
+
+/* The greatest execution id, "" when there is none: a watermark for
+ * aster_store_exec_jobs_after. */
+int aster_store_exec_max_id(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err);
+
+/* The ids of jobs that have executions with id > `since_id` ("" or NULL:
+ * every job), in id order after `after_job` (NULL: from the start), at
+ * most `limit` (1..ASTER_STORE_MAX_PAGE).  *ids is one buffer of *n ids,
+ * the i-th at *ids + i * (ASTER_ID_LEN + 1); caller frees with aster_free. */
+ASTER_MUST_CHECK
+int aster_store_exec_jobs_after(aster_store *st, const char *since_id, const char *after_job,
+                                int limit, char **ids, size_t *n, aster_err *err);
 
 #endif

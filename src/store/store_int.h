@@ -19,7 +19,7 @@
  * same tables and meaning on SQLite and PostgreSQL, so that
  * aster_store_latest_version() needs no handle.  A backend asserts at
  * compile time that its migration list has this many entries. */
-#define ASTER_STORE_SCHEMA_VERSION 1
+#define ASTER_STORE_SCHEMA_VERSION 2
 
 struct aster_store_ops {
     const char *name; /* "sqlite" (static) */
@@ -61,6 +61,7 @@ struct aster_store_ops {
     int (*exec_reclaim)(aster_store *st, const char *keep_owner, aster_time_us expired_before,
                         aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
     int (*exec_next_due)(aster_store *st, aster_time_us *out, aster_err *err);
+    int (*queue_depth)(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
     int (*attempt_insert)(aster_store *st, const aster_attempt *a, aster_err *err);
     int (*attempt_list)(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                         aster_err *err);
@@ -70,6 +71,31 @@ struct aster_store_ops {
                       aster_err *err);
 
     int (*batch)(aster_store *st, aster_store_batch_fn fn, void *arg, aster_err *err);
+
+    /* alerts delivery and retention */
+    int (*alert_raise)(aster_store *st, const aster_alert *a, const char *dedupe_key,
+                       bool *inserted, aster_err *err);
+    int (*alert_due)(aster_store *st, aster_time_us now, size_t max, aster_alert **out, size_t *n,
+                     aster_err *err);
+    int (*alert_next_due)(aster_store *st, aster_time_us *out, aster_err *err);
+    int (*alert_set_delivery)(aster_store *st, const char *id, const char *state,
+                              int32_t attempts, aster_time_us next_delivery_at, aster_err *err);
+    int (*exec_unalerted_failures)(aster_store *st, aster_time_us since, const char *key_prefix,
+                                   size_t max, aster_exec **out, size_t *n, aster_err *err);
+    int (*job_fail_streak)(aster_store *st, const char *job_id, int64_t max, int64_t *streak,
+                           char last_success_id[ASTER_ID_LEN + 1], aster_err *err);
+    int (*job_absent)(aster_store *st, aster_time_us now, const char *key_prefix,
+                      const char *after_id, int limit, aster_job_absence **out, size_t *n,
+                      aster_err *err);
+    int (*prune_execs_before)(aster_store *st, aster_time_us before, size_t max, size_t *deleted,
+                              aster_err *err);
+    int (*prune_execs_keep)(aster_store *st, const char *job_id, int64_t keep, size_t max,
+                            size_t *deleted, aster_err *err);
+    int (*prune_alerts_before)(aster_store *st, aster_time_us before, size_t max, size_t *deleted,
+                               aster_err *err);
+    int (*exec_max_id)(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err);
+    int (*exec_jobs_after)(aster_store *st, const char *since_id, const char *after_job, int limit,
+                           char **ids, size_t *n, aster_err *err);
 };
 
 /* The common head of every backend's handle (first member). */

@@ -45,6 +45,12 @@ void aster_err_clear(aster_err *err);
 int aster_err_set(aster_err *err, int code, const char *field, const char *fmt, ...)
     ASTER_PRINTF(4, 5);
 
+/* Replaces, in place, every byte of `s` that is not part of a valid UTF-8
+ * sequence with '?', so that text quoting user input (a field name, a URL
+ * cut at a buffer's end) can always go into JSON.  aster_err_set applies it
+ * to field and msg. */
+void aster_utf8_scrub(char *s);
+
 /* Short stable name of a code: "invalid", "not_found", ... (static). */
 const char *aster_err_name(int code);
 

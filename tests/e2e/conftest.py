@@ -80,14 +80,18 @@ class Server:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"aster exited {self.proc.returncode}: {self.logs()}")
+                self.log.close()
+                raise RuntimeError(f"aster exited {self.proc.returncode}: "
+                                   f"{self.log_path.read_text()}")
             try:
                 if http("GET", self.url + "/healthz", timeout=1).status == 200:
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("aster did not become healthy: " + self.logs())
+        logs = self.logs()
+        self.stop(signal.SIGKILL)  # never leave a process behind
+        raise RuntimeError("aster did not become healthy: " + logs)
 
     def get(self, path, **kw):
         return http("GET", self.url + path, **kw)

@@ -125,7 +125,28 @@ static const char v1[] =
     "CREATE INDEX alerts_delivery ON alerts (next_delivery_at)\n"
     "  WHERE delivery_state = 'pending';\n";
 
-const char *const sq_migrations[] = {v1};
+/* Version 2: alerts delivery and retention (src/engine/alert.c, prune.c).
+ * - alerts.dedupe_key names the event an alert is about ("failed:" +
+ *   execution id, "no_success:" + the start of the absence, ...), unique
+ *   per job: an alert is raised once per event, whichever path (the
+ *   engine's report, the alerter's periodic scan) or process raises it, and
+ *   across restarts.  NULL for alerts written without one (version 1).
+ * - executions_failed: the alerter's scan for final failures (also those
+ *   marked failed by a lease reclaim, which no result reports);
+ * - executions_success: a job's last success (failure streaks, absence);
+ * - executions_created: the pruner's age cut;
+ * - jobs_absence: the jobs that want an absence alert. */
+static const char v2[] =
+    "ALTER TABLE alerts ADD COLUMN dedupe_key TEXT;\n"
+    "CREATE UNIQUE INDEX alerts_dedupe ON alerts (job_id, dedupe_key)\n"
+    "  WHERE dedupe_key IS NOT NULL;\n"
+    "CREATE INDEX executions_failed ON executions (finished_at)\n"
+    "  WHERE status IN ('failed', 'timed_out');\n"
+    "CREATE INDEX executions_success ON executions (job_id, id) WHERE status = 'succeeded';\n"
+    "CREATE INDEX executions_created ON executions (created_at);\n"
+    "CREATE INDEX jobs_absence ON jobs (id) WHERE alert_if_no_success_ms > 0;\n";
+
+const char *const sq_migrations[] = {v1, v2};
 const int sq_migration_count = (int)ASTER_NELEM(sq_migrations);
 
 _Static_assert(ASTER_NELEM(sq_migrations) == ASTER_STORE_SCHEMA_VERSION,

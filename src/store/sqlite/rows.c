@@ -870,6 +870,32 @@ int sq_exec_next_due(aster_store *stp, aster_time_us *out, aster_err *err)
     return rc;
 }
 
+int sq_queue_depth(aster_store *stp, aster_time_us now, int64_t *out, aster_err *err)
+{
+    sq_store *s = (sq_store *)stp;
+    sqlite3_stmt *st;
+    sq_conn *c;
+    int rc = sq_read_begin(s, &c, err), step;
+
+    if (rc)
+        return rc;
+    rc = sq_prepare(c, SQ_QUEUE_DEPTH,
+                    "SELECT count(*) FROM executions INDEXED BY executions_queue "
+                    "WHERE status = 'pending' AND not_before <= ?1",
+                    &st, err);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, now);
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            *out = sqlite3_column_int64(st, 0);
+        else
+            rc = sq_dberr(c->db, step, "reading the queue", err);
+        sqlite3_reset(st);
+    }
+    sq_read_end(s, c);
+    return rc;
+}
+
 int sq_attempt_insert(aster_store *stp, const aster_attempt *a, aster_err *err)
 {
     sq_store *s = (sq_store *)stp;

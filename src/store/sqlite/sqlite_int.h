@@ -4,6 +4,7 @@
  *              open/close, exclusive lock, migrations, ping, batches
  * migrations.c the schema, one SQL text per version
  * rows.c       jobs, executions, alerts: SQL, binding, row decoding
+ * rows_retention.c  alert delivery queue, alert identity, retention
  *
  * See the comment at the top of conn.c for who runs where. */
 #ifndef ASTER_STORE_SQLITE_INT_H
@@ -46,12 +47,28 @@ enum {
     SQ_EXEC_RECLAIM_RETRY,
     SQ_EXEC_RECLAIM_FAIL,
     SQ_EXEC_NEXT_DUE,
+    SQ_QUEUE_DEPTH,
     SQ_ATTEMPT_INSERT,
     SQ_ATTEMPT_LIST,
     SQ_JOB_LIST,                       /* + mask of 4 bits */
     SQ_EXEC_LIST = SQ_JOB_LIST + 16,   /* + mask of 4 bits */
     SQ_ALERT_LIST = SQ_EXEC_LIST + 16, /* + mask of 4 bits */
-    SQ_STMT_COUNT = SQ_ALERT_LIST + 16
+    /* rows_retention.c */
+    SQ_ALERT_RAISE = SQ_ALERT_LIST + 16,
+    SQ_ALERT_DUE,
+    SQ_ALERT_NEXT_DUE,
+    SQ_ALERT_SET_DELIVERY,
+    SQ_EXEC_UNALERTED,
+    SQ_STREAK_LAST,
+    SQ_STREAK_COUNT,
+    SQ_JOB_ABSENT,
+    SQ_PRUNE_EXECS_BEFORE,
+    SQ_PRUNE_EXECS_KEEP,
+    SQ_PRUNE_ALERTS,
+    SQ_EXEC_MAX_ID,
+    SQ_JOBS_ALL,
+    SQ_JOBS_AFTER,
+    SQ_STMT_COUNT
 };
 
 /* One SQLite connection and its prepared statements.  Used by one thread
@@ -129,12 +146,37 @@ int sq_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until
 int sq_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
                     aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
 int sq_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
+int sq_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
 int sq_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
 int sq_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);
 int sq_alert_insert(aster_store *st, const aster_alert *a, aster_err *err);
 int sq_alert_list(aster_store *st, const aster_alert_filter *f, aster_alert **out, size_t *n,
                   aster_err *err);
+
+/* rows_retention.c: alerts delivery and retention (see store.h). */
+int sq_alert_raise(aster_store *st, const aster_alert *a, const char *dedupe_key, bool *inserted,
+                   aster_err *err);
+int sq_alert_due(aster_store *st, aster_time_us now, size_t max, aster_alert **out, size_t *n,
+                 aster_err *err);
+int sq_alert_next_due(aster_store *st, aster_time_us *out, aster_err *err);
+int sq_alert_set_delivery(aster_store *st, const char *id, const char *state, int32_t attempts,
+                          aster_time_us next_delivery_at, aster_err *err);
+int sq_exec_unalerted_failures(aster_store *st, aster_time_us since, const char *key_prefix,
+                               size_t max, aster_exec **out, size_t *n, aster_err *err);
+int sq_job_fail_streak(aster_store *st, const char *job_id, int64_t max, int64_t *streak,
+                       char last_success_id[ASTER_ID_LEN + 1], aster_err *err);
+int sq_job_absent(aster_store *st, aster_time_us now, const char *key_prefix, const char *after_id,
+                  int limit, aster_job_absence **out, size_t *n, aster_err *err);
+int sq_prune_execs_before(aster_store *st, aster_time_us before, size_t max, size_t *deleted,
+                          aster_err *err);
+int sq_prune_execs_keep(aster_store *st, const char *job_id, int64_t keep, size_t max,
+                        size_t *deleted, aster_err *err);
+int sq_prune_alerts_before(aster_store *st, aster_time_us before, size_t max, size_t *deleted,
+                           aster_err *err);
+int sq_exec_max_id(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err);
+int sq_exec_jobs_after(aster_store *st, const char *since_id, const char *after_job, int limit,
+                       char **ids, size_t *n, aster_err *err);
 
 extern const char *const sq_migrations[];
 extern const int sq_migration_count;
