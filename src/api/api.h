@@ -25,6 +25,7 @@ typedef struct aster_api_opts {
     size_t max_body;         /* request body cap in bytes */
     unsigned threads;        /* 0: one per core */
     bool allow_commands;
+    bool compat; /* the seed systems' routes and field aliases (compat.c) */
     /* Called (on an HTTP thread) after a job was created, changed, deleted
      * or triggered, so the scheduler learns at once; may be NULL. */
     void (*on_job_change)(void *cb_arg, const char *job_id);

@@ -53,6 +53,16 @@ typedef struct aster_route {
 extern const aster_route aster_routes[];
 extern const size_t aster_nroutes;
 
+/* compat.c: the routes of the systems Aster replaces (answered only when
+ * compatibility is on), and the one translation of their job fields. */
+extern const aster_route aster_compat_routes[];
+extern const size_t aster_compat_nroutes;
+/* Rewrites old field names in the job document `doc` into Aster's, in
+ * place, before Aster's validation; ASTER_EINVAL naming both fields when a
+ * document mixes an alias with its canonical field or two aliases. */
+ASTER_MUST_CHECK
+int aster_compat_job_fields(json_t *doc, aster_err *err);
+
 /* Response builders.  json: takes ownership of `body`. */
 void aster_resp_json(aster_resp *resp, int status, json_t *body);
 void aster_resp_error(aster_resp *resp, int status, const char *code, const char *field,

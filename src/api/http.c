@@ -102,24 +102,39 @@ static int match(const char *pattern, const char *path, char *buf, size_t bufsz,
     return *p == '\0' && *s == '\0';
 }
 
-/* Finds the handler; sets *route NULL and fills `allow` when the path exists
- * under other methods (405), or leaves allow empty (404). */
-static const aster_route *route_find(const char *method, const char *path, char *buf, size_t bufsz,
-                                     const char **params, char *allow, size_t allowsz)
+/* Routes are numbered across Aster's table and then the compatibility
+ * table (compat.c); the number labels metrics, and routes_total() means
+ * "no route". */
+static size_t routes_total(void)
 {
+    return aster_nroutes + aster_compat_nroutes;
+}
+
+static const aster_route *route_at(size_t i)
+{
+    return i < aster_nroutes ? &aster_routes[i] : &aster_compat_routes[i - aster_nroutes];
+}
+
+/* Finds the route's number, or returns routes_total() and fills `allow`
+ * when the path exists under other methods (405; else allow stays empty:
+ * 404). */
+static size_t route_find(const aster_api *api, const char *method, const char *path, char *buf,
+                         size_t bufsz, const char **params, char *allow, size_t allowsz)
+{
+    size_t n = api->opts.compat ? routes_total() : aster_nroutes;
     allow[0] = '\0';
-    for (size_t i = 0; i < aster_nroutes; i++) {
-        const aster_route *r = &aster_routes[i];
+    for (size_t i = 0; i < n; i++) {
+        const aster_route *r = route_at(i);
         if (!match(r->pattern, path, buf, bufsz, params))
             continue;
         if (!strcmp(r->method, method) || (!strcmp(method, "HEAD") && !strcmp(r->method, "GET")))
-            return r;
+            return i;
         if (!strstr(allow, r->method)) {
             size_t l = strlen(allow);
             snprintf(allow + l, allowsz - l, "%s%s", l ? ", " : "", r->method);
         }
     }
-    return NULL;
+    return routes_total();
 }
 
 static int is_write(const char *method)
@@ -127,29 +142,32 @@ static int is_write(const char *method)
     return strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "OPTIONS");
 }
 
-/* Returns the index of the route that answered (aster_nroutes: none). */
+/* Returns the number of the route that answered (routes_total(): none). */
 static size_t dispatch(aster_api *api, struct MHD_Connection *conn, const char *method,
                        const char *url, req_ctx *ctx, aster_resp *resp)
 {
     char buf[512];
     aster_req req = {.api = api, .conn = conn, .method = method, .path = url};
+    size_t idx;
     const aster_route *r;
 
     if (ctx->too_large) {
         aster_resp_error(resp, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
                          "request body is larger than %zu bytes", api->opts.max_body);
-        return aster_nroutes;
+        return routes_total();
     }
-    r = route_find(method, url, buf, sizeof(buf), req.params, resp->allow, sizeof(resp->allow));
-    if (!r) {
+    idx = route_find(api, method, url, buf, sizeof(buf), req.params, resp->allow,
+                     sizeof(resp->allow));
+    if (idx == routes_total()) {
         if (resp->allow[0])
             aster_resp_error(resp, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", NULL,
                              "%s is not allowed on %s (allowed: %s)", method, url, resp->allow);
         else
             aster_resp_error(resp, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no route %s %s", method,
                              url);
-        return aster_nroutes;
+        return idx;
     }
+    r = route_at(idx);
     req.access = ASTER_KEY_WRITE;
     if (!(r->flags & ROUTE_OPEN) && api->opts.keys) {
         const char *auth =
@@ -158,18 +176,18 @@ static size_t dispatch(aster_api *api, struct MHD_Connection *conn, const char *
         if (req.access == ASTER_KEY_NONE) {
             aster_resp_error(resp, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
                              "missing or wrong API key (Authorization: Bearer KEY)");
-            return (size_t)(r - aster_routes);
+            return idx;
         }
         if (req.access == ASTER_KEY_READ && is_write(method)) {
             aster_resp_error(resp, MHD_HTTP_FORBIDDEN, "forbidden", NULL,
                              "this API key is read-only");
-            return (size_t)(r - aster_routes);
+            return idx;
         }
     }
     req.body = ctx->body;
     req.body_len = ctx->len;
     r->fn(&req, resp);
-    return (size_t)(r - aster_routes);
+    return idx;
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, aster_resp *resp)
@@ -261,7 +279,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * the aggregate view, and the line stays short. */
         const aster_kv kv[] = {
             ASTER_KV_STR("method", method),
-            ASTER_KV_STR("route", route < aster_nroutes ? aster_routes[route].pattern : url),
+            ASTER_KV_STR("route", route < routes_total() ? route_at(route)->pattern : url),
             ASTER_KV_INT("status", resp.status), ASTER_KV_DBL("latency_ms", secs * 1000.0)};
         aster_log(api->opts.log, ASTER_LOG_INFO, "api", "request", kv, ASTER_NELEM(kv));
     }
@@ -317,14 +335,14 @@ int aster_api_start(const aster_api_opts *opts, const aster_addr *addr, aster_ap
 
 aster_metrics *aster_api_metrics_new(void)
 {
-    /* Label values point into the static route table, which outlives any
+    /* Label values point into the static route tables, which outlive any
      * metrics object. */
     static const char *patterns[ASTER_MAX_ROUTES], *methods[ASTER_MAX_ROUTES];
-    for (size_t i = 0; i < aster_nroutes; i++) {
-        patterns[i] = aster_routes[i].pattern;
-        methods[i] = aster_routes[i].method;
+    for (size_t i = 0; i < routes_total(); i++) {
+        patterns[i] = route_at(i)->pattern;
+        methods[i] = route_at(i)->method;
     }
-    return aster_metrics_new(patterns, methods, aster_nroutes);
+    return aster_metrics_new(patterns, methods, routes_total());
 }
 
 int aster_api_port(const aster_api *api)

@@ -55,6 +55,14 @@ json_t *aster_req_body_json(aster_req *req, aster_resp *resp)
                          "the body must be a JSON object");
         return NULL;
     }
+    if (req->api->opts.compat) {
+        aster_err err = {0};
+        if (aster_compat_job_fields(doc, &err)) {
+            json_decref(doc);
+            aster_resp_err(resp, &err);
+            return NULL;
+        }
+    }
     return doc;
 }
 

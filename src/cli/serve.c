@@ -94,6 +94,7 @@ int aster_cli_serve(int argc, char **argv)
                             .max_body = (size_t)cfg.max_body,
                             .threads = (unsigned)cfg.http_threads,
                             .allow_commands = cfg.allow_commands,
+                            .compat = cfg.compat,
                             .on_job_change = job_changed,
                             .in_flight = in_flight,
                             .metrics = metrics,

@@ -45,6 +45,8 @@ static const setting settings[] = {
      ASTER_CMD_SERVE, "file of API keys, one a line; 'ro:KEY' is read-only"},
     {"allow-commands", "ASTER_ALLOW_COMMANDS", T_BOOL, OFF(allow_commands), "false", 0, 0, NULL,
      ASTER_CMD_SERVE, "allow jobs that run local commands"},
+    {"compat", "ASTER_COMPAT", T_BOOL, OFF(compat), "true", 0, 0, NULL, ASTER_CMD_SERVE,
+     "answer the routes and job fields of the systems Aster replaces (--no-compat: off)"},
     {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL,
      ASTER_CMD_SERVE, "largest request body accepted, in bytes"},
     {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL,
@@ -162,12 +164,20 @@ int aster_config_load(aster_config *cfg, unsigned cmd, int argc, char **argv, as
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         const setting *s = find_flag(name, len, cmd);
+        const char *v = eq ? eq + 1 : NULL;
         snprintf(who, sizeof(who), "--%.*s", (int)(len < 60 ? len : 60), name);
+        /* --no-FLAG turns a boolean off. */
+        if (!s && len > 3 && !strncmp(name, "no-", 3) && !eq) {
+            s = find_flag(name + 3, len - 3, cmd);
+            if (s && s->type == T_BOOL)
+                v = "false";
+            else
+                s = NULL;
+        }
         if (!s) {
             rc = aster_err_set(err, ASTER_EINVAL, who, "unknown flag");
             break;
         }
-        const char *v = eq ? eq + 1 : NULL;
         if (!v && s->type == T_BOOL)
             v = "true";
         if (!v && i + 1 < argc)

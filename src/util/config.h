@@ -25,6 +25,7 @@ typedef struct aster_config {
     char *api_keys;       /* comma-separated; secret: never logged */
     char *api_keys_file;  /* one key a line */
     bool allow_commands;  /* command jobs may be created and run */
+    bool compat;          /* the replaced systems' routes and field aliases */
     int64_t max_body;     /* request body cap, bytes */
     int64_t http_threads; /* libmicrohttpd thread pool size */
     int64_t shutdown_ms;  /* grace for in-flight work on SIGTERM */
