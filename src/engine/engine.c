@@ -345,9 +345,8 @@ static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_
 static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
 {
     int64_t now_sec = floor_sec(now);
-    int64_t grace_sec = j->job.misfire_grace_ms / 1000;
-    int64_t t = j->next, last_missed = 0, n_missed = 0, n_recorded = 0, n_catchup = 0;
-    int in_grace = 0;
+    int64_t t = j->next, last_missed = 0, prev_missed = 0, summary_at = 0;
+    int64_t n_missed = 0, n_recorded = 0, n_catchup = 0;
 
     /* Misfires first, in order: they are older than any in-grace fire. */
     while (t && t <= now_sec && (now_sec - t) * 1000 > j->job.misfire_grace_ms &&
@@ -362,21 +361,20 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
             ex->error = aster_strdup("missed: later than the misfire grace period");
             n_recorded++;
         }
+        prev_missed = last_missed;
         last_missed = t;
         t = cron_next(j, t);
     }
     /* Then the in-grace fires: late, but on time enough to run. */
     for (int k = 0; t && t <= now_sec && k < FIRES_PER_TICK_MAX; k++) {
         fire_run(e, b, j, t, ASTER_TRIGGER_SCHEDULE, now);
-        in_grace = 1;
         t = cron_next(j, t);
     }
-    (void)grace_sec;
     if (n_missed) {
         int64_t over = n_missed - n_recorded - n_catchup;
-        /* run_once: the latest missed fire runs as a catch-up, unless an
-         * in-grace fire already runs the job now. */
-        if (j->job.misfire == ASTER_MISFIRE_RUN_ONCE && !in_grace) {
+        /* run_once: the latest missed fire runs as a catch-up (even when
+         * an in-grace fire runs too: the catch-up stands for the outage). */
+        if (j->job.misfire == ASTER_MISFIRE_RUN_ONCE) {
             aster_exec *lastex = NULL;
             for (size_t i = b->n; i-- > 0;)
                 if (!strcmp(b->v[i].job_id, j->id) && b->v[i].status == ASTER_EXEC_MISSED) {
@@ -393,25 +391,20 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
                 /* The latest was past the record cap: run it, count it. */
                 fire_run(e, b, j, last_missed, ASTER_TRIGGER_CATCHUP, now);
                 over--;
+                summary_at = prev_missed;
             }
         }
         if (over > 0) {
             char msg[160];
-            /* One summary row for all fires passed over without a record;
-             * it sits at the last of them, which has no row of its own. */
-            aster_exec *ex = NULL;
-            for (size_t i = 0; i < b->n; i++)
-                if (!strcmp(b->v[i].job_id, j->id) &&
-                    b->v[i].scheduled_at == last_missed * ASTER_US_PER_SEC)
-                    ex = &b->v[i];
-            if (!ex)
-                ex = fb_add(b, j, last_missed, ASTER_TRIGGER_SCHEDULE, ASTER_EXEC_MISSED, now);
+            /* One summary row for all fires passed over without a record.
+             * Unrecorded fires are the newest ones, so it sits at the last
+             * of them that has no row: the last missed fire, or the one
+             * before it when run_once turned the last into a catch-up. */
+            int64_t at = summary_at ? summary_at : last_missed;
+            aster_exec *ex = fb_add(b, j, at, ASTER_TRIGGER_SCHEDULE, ASTER_EXEC_MISSED, now);
             snprintf(msg, sizeof(msg), "missed: %" PRId64 " fires passed over%s without a record",
                      over, n_missed >= ENUM_FIRES_MAX ? " (at least)" : "");
-            if (ex->status == ASTER_EXEC_MISSED) {
-                aster_free(ex->error);
-                ex->error = aster_strdup(msg);
-            }
+            ex->error = aster_strdup(msg);
         }
         if (n_missed >= ENUM_FIRES_MAX) /* jump the rest: count no further */
             t = cron_next(j, now_sec);

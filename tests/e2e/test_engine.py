@@ -268,3 +268,43 @@ def test_misfire_policies_after_downtime(start_server, sink, policy):
         assert len(catchup) <= 1 and len(missed) >= 1
     else:
         assert len(catchup) >= 2 and not missed
+
+
+@pytest.mark.parametrize("policy,catchups", [("skip", 0), ("run_once", 1), ("run_all", 100)])
+def test_long_outage_stays_bounded(start_server, sink, policy, catchups):
+    """Two hours of an every-second job passed over: at most 1,000 `missed`
+    rows, one row that counts the rest, and the policy's catch-ups."""
+    import sqlite3
+    s = start_server()
+    job = create(s, schedule="* * * * * *", api=sink.url + "/ok", misfire=policy,
+                 misfire_grace_ms=1000, paused=True)
+    s.stop(signal.SIGKILL)
+    db = sqlite3.connect(s.db)
+    two_hours_ago = int((time.time() - 7200) * 1e6) // 1000000 * 1000000
+    db.execute("UPDATE jobs SET paused = 0, next_fire_at = ? WHERE id = ?",
+               (two_hours_ago, job["id"]))
+    db.commit()
+    db.close()
+    s2 = start_server(db=s.db)
+    def stored():
+        with sqlite3.connect(s.db) as c:
+            return c.execute("SELECT count(*) FROM executions WHERE job_id = ?",
+                             (job["id"],)).fetchone()[0]
+    wait_for(lambda: stored() >= 1001 + catchups, timeout=20)
+    s2.post(f"/api/v1/jobs/{job['id']}/pause")
+    rows = []
+    cursor = ""
+    while True:
+        r = s2.get(f"/api/v1/jobs/{job['id']}/executions?limit=1000" +
+                   (f"&cursor={cursor}" if cursor else "")).json()
+        rows += r["items"]
+        if not r["next_cursor"]:
+            break
+        cursor = r["next_cursor"]
+    missed = [e for e in rows if e["status"] == "missed"]
+    summary = [e for e in missed if "passed over" in (e["error"] or "")]
+    assert len(summary) == 1, [e["error"] for e in missed[:3]]
+    passed_over = int(summary[0]["error"].split()[1])
+    assert len(missed) == 1001
+    assert len([e for e in rows if e["trigger"] == "catchup"]) == catchups
+    assert 7190 <= len(missed) - 1 + passed_over + catchups <= 7210
