@@ -12,7 +12,9 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "cron/tz.h"
+#include "engine/alert.h"
 #include "engine/engine.h"
+#include "engine/prune.h"
 #include "store/store.h"
 #include "util/addr.h"
 
@@ -59,6 +61,8 @@ int aster_cli_serve(int argc, char **argv)
     aster_api *api = NULL;
     aster_engine *engine = NULL;
     aster_metrics *metrics = NULL;
+    aster_alerter *alerter = NULL;
+    aster_pruner *pruner = NULL;
     char where[80];
     int rc;
 
@@ -84,9 +88,27 @@ int aster_cli_serve(int argc, char **argv)
     if (aster_store_open(cfg.store, &sopts, &st, &err))
         goto fail;
     metrics = aster_api_metrics_new();
-    aster_engine_opts eopts = {
-        .log = &lg, .store = st, .concurrency = (size_t)cfg.concurrency, .metrics = metrics};
+    aster_alerter_opts alopts = {.log = &lg,
+                                 .store = st,
+                                 .metrics = metrics,
+                                 .webhook = cfg.alert_webhook,
+                                 .secret = cfg.alert_secret};
+    if (aster_alerter_start(&alopts, &alerter, &err))
+        goto fail;
+    aster_engine_opts eopts = {.log = &lg,
+                               .store = st,
+                               .concurrency = (size_t)cfg.concurrency,
+                               .metrics = metrics,
+                               .alerter = alerter};
     if (aster_engine_start(&eopts, &engine, &err))
+        goto fail;
+    aster_pruner_opts popts = {.log = &lg,
+                               .store = st,
+                               .metrics = metrics,
+                               .interval_ms = cfg.prune_interval_ms,
+                               .max_age_ms = cfg.history_max_age_ms,
+                               .per_job = cfg.history_per_job};
+    if (aster_pruner_start(&popts, &pruner, &err))
         goto fail;
     aster_api_opts aopts = {.log = &lg,
                             .store = st,
@@ -119,6 +141,8 @@ int aster_cli_serve(int argc, char **argv)
     api = NULL;
     aster_engine_stop(engine, cfg.shutdown_ms);
     engine = NULL;
+    aster_alerter_stop(alerter);
+    alerter = NULL;
     rc = 0;
     aster_log(&lg, ASTER_LOG_INFO, "serve", "stopped", NULL, 0);
     goto out;
@@ -133,6 +157,8 @@ fail:
 out:
     aster_api_stop(api, 0);
     aster_engine_stop(engine, 0);
+    aster_alerter_stop(alerter);
+    aster_pruner_stop(pruner);
     aster_store_close(st);
     aster_metrics_free(metrics);
     aster_keys_free(keys);

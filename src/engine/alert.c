@@ -215,11 +215,13 @@ static bool raise_alert(aster_alerter *a, const jinfo *j, const char *exec_id, c
     if (rc && rc != ASTER_ENOENT) /* ENOENT: the job was deleted meanwhile */
         log_err(a, ASTER_LOG_WARN, "cannot record an alert", &err);
     if (!rc && inserted) {
-        const aster_kv kv[] = {
-            ASTER_KV_STR("job_id", al.job_id),     ASTER_KV_STR("execution_id", al.execution_id),
-            ASTER_KV_STR("kind", kind),            ASTER_KV_STR("alert_id", al.id),
-            ASTER_KV_STR("job_name", j->name),     ASTER_KV_STR("delivery", al.delivery_state),
-            ASTER_KV_STR("alert_message", message)};
+        const aster_kv kv[] = {ASTER_KV_STR("job_id", al.job_id),
+                               ASTER_KV_STR("execution_id", al.execution_id),
+                               ASTER_KV_STR("kind", kind),
+                               ASTER_KV_STR("alert_id", al.id),
+                               ASTER_KV_STR("job_name", j->name),
+                               ASTER_KV_STR("delivery", al.delivery_state),
+                               ASTER_KV_STR("alert_message", message)};
         aster_log(a->log, ASTER_LOG_ERROR, COMPONENT, message, kv, ASTER_NELEM(kv));
         aster_metrics_alert(a->metrics, kind);
     }

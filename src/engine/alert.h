@@ -57,13 +57,13 @@
 typedef struct aster_alerter aster_alerter; /* opaque */
 
 typedef struct aster_alerter_opts {
-    const aster_logger *log; /* borrowed for the alerter's life */
-    aster_store *store;      /* borrowed for the alerter's life */
-    aster_metrics *metrics;  /* borrowed for the alerter's life; may be NULL */
-    const char *webhook;     /* ASTER_ALERT_WEBHOOK; may be NULL (copied) */
-    const char *secret;      /* ASTER_ALERT_WEBHOOK_SECRET; may be NULL (copied; never logged) */
-    int max_attempts;        /* delivery attempts per alert (0: 8) */
-    int64_t retry_base_ms;   /* first retry delay (0: 1000) */
+    const aster_logger *log;  /* borrowed for the alerter's life */
+    aster_store *store;       /* borrowed for the alerter's life */
+    aster_metrics *metrics;   /* borrowed for the alerter's life; may be NULL */
+    const char *webhook;      /* ASTER_ALERT_WEBHOOK; may be NULL (copied) */
+    const char *secret;       /* ASTER_ALERT_WEBHOOK_SECRET; may be NULL (copied; never logged) */
+    int max_attempts;         /* delivery attempts per alert (0: 8) */
+    int64_t retry_base_ms;    /* first retry delay (0: 1000) */
     int64_t absence_check_ms; /* period of the absence check and failure scan (0: 5000) */
 } aster_alerter_opts;
 

@@ -25,6 +25,7 @@
 
 #include "core/job_json.h"
 #include "cron/cron.h"
+#include "engine/alert.h"
 #include "engine/run.h"
 #include "util/mem.h"
 #include "util/uuid.h"
@@ -281,6 +282,8 @@ typedef struct fire_batch {
     struct {
         sjob *j;
         int64_t next;
+        int64_t missed;                  /* rows recorded missed, for the alert */
+        aster_time_us first_missed, last_missed;
     } * moves;
     size_t nmoves, capmoves;
 } fire_batch;
@@ -306,7 +309,8 @@ static aster_exec *fb_add(fire_batch *b, const sjob *j, int64_t at, aster_trigge
     return ex;
 }
 
-static void fb_move(fire_batch *b, sjob *j, int64_t next)
+/* Records where `j` moves to; rows b->v[from..] are this job's fires. */
+static void fb_move(fire_batch *b, sjob *j, int64_t next, size_t from)
 {
     if (b->nmoves == b->capmoves) {
         b->capmoves = b->capmoves ? b->capmoves * 2 : 64;
@@ -314,6 +318,18 @@ static void fb_move(fire_batch *b, sjob *j, int64_t next)
     }
     b->moves[b->nmoves].j = j;
     b->moves[b->nmoves].next = next;
+    b->moves[b->nmoves].missed = 0;
+    b->moves[b->nmoves].first_missed = b->moves[b->nmoves].last_missed = 0;
+    for (size_t i = from; i < b->n; i++) {
+        if (b->v[i].status != ASTER_EXEC_MISSED)
+            continue;
+        if (!b->moves[b->nmoves].missed++)
+            b->moves[b->nmoves].first_missed = b->v[i].scheduled_at;
+        if (b->v[i].scheduled_at > b->moves[b->nmoves].last_missed)
+            b->moves[b->nmoves].last_missed = b->v[i].scheduled_at;
+        if (b->v[i].scheduled_at < b->moves[b->nmoves].first_missed)
+            b->moves[b->nmoves].first_missed = b->v[i].scheduled_at;
+    }
     b->nmoves++;
 }
 
@@ -345,6 +361,7 @@ static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_
 static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
 {
     int64_t now_sec = floor_sec(now);
+    size_t from = b->n;
     int64_t t = j->next, last_missed = 0, prev_missed = 0, summary_at = 0;
     int64_t n_missed = 0, n_recorded = 0, n_catchup = 0;
 
@@ -412,7 +429,7 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
                                ASTER_KV_STR("misfire", aster_misfire_name(j->job.misfire))};
         lg(e, ASTER_LOG_WARN, "fires missed", kv, ASTER_NELEM(kv));
     }
-    fb_move(b, j, t);
+    fb_move(b, j, t, from);
 }
 
 static int write_fires(aster_store *st, void *arg, aster_err *err)
@@ -462,6 +479,9 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < b.nmoves; i++) {
         b.moves[i].j->next = b.moves[i].next;
         heap_set(e, b.moves[i].j);
+        if (b.moves[i].missed && e->o.alerter)
+            aster_alerter_on_missed(e->o.alerter, &b.moves[i].j->job, b.moves[i].missed,
+                                    b.moves[i].first_missed, b.moves[i].last_missed);
     }
     for (size_t i = 0; i < b.n; i++)
         if (b.v[i].status != ASTER_EXEC_PENDING)
@@ -627,6 +647,15 @@ static void on_flush(uv_check_t *c)
     e->results_tail = &e->results;
     for (; list; list = next) {
         next = list->next;
+        if (aster_exec_status_is_final(list->ex.status) && e->o.alerter) {
+            /* After the commit: the alerter counts failure streaks from the
+             * store.  A job no longer scheduled here (paused, deleted) is
+             * left to the alerter's own scan. */
+            sjob *j = NULL;
+            HASH_FIND_STR(e->jobs, list->ex.job_id, j);
+            if (j)
+                aster_alerter_on_final(e->o.alerter, &j->job, &list->ex);
+        }
         if (aster_exec_status_is_final(list->ex.status))
             aster_metrics_exec_final(
                 e->o.metrics, list->ex.status,

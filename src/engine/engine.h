@@ -29,6 +29,7 @@ typedef struct aster_engine_opts {
     int64_t lease_ms;        /* claim lease; extended every lease_ms / 3 */
     int64_t kill_grace_ms;   /* SIGTERM -> SIGKILL for commands */
     aster_metrics *metrics;  /* borrowed; may be NULL */
+    struct aster_alerter *alerter; /* borrowed; told of final statuses and misses; may be NULL */
 } aster_engine_opts;
 
 /* Loads the active jobs, recovers what a previous process left running, and

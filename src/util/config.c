@@ -8,8 +8,9 @@
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/time.h"
 
-typedef enum { T_STR, T_INT, T_BOOL, T_ENUM } setting_type;
+typedef enum { T_STR, T_INT, T_BOOL, T_ENUM, T_DUR } setting_type;
 
 typedef struct setting {
     const char *flag; /* without the leading "--" */
@@ -45,6 +46,17 @@ static const setting settings[] = {
      ASTER_CMD_SERVE, "file of API keys, one a line; 'ro:KEY' is read-only"},
     {"allow-commands", "ASTER_ALLOW_COMMANDS", T_BOOL, OFF(allow_commands), "false", 0, 0, NULL,
      ASTER_CMD_SERVE, "allow jobs that run local commands"},
+    {"alert-webhook", "ASTER_ALERT_WEBHOOK", T_STR, OFF(alert_webhook), NULL, 0, 0, NULL,
+     ASTER_CMD_SERVE, "URL alerts are POSTed to when their job names none"},
+    {"alert-webhook-secret", "ASTER_ALERT_WEBHOOK_SECRET", T_STR, OFF(alert_secret), NULL, 0, 0,
+     NULL, ASTER_CMD_SERVE, "secret for the X-Aster-Signature HMAC-SHA256 of alert bodies"},
+    {"history-prune-interval", "ASTER_HISTORY_PRUNE_INTERVAL", T_DUR, OFF(prune_interval_ms),
+     "60s", 1000, 86400000, NULL, ASTER_CMD_SERVE, "how often history is pruned (duration)"},
+    {"history-max-age", "ASTER_HISTORY_MAX_AGE", T_DUR, OFF(history_max_age_ms), "30d", 60000,
+     INT64_C(3650) * 86400000, NULL, ASTER_CMD_SERVE,
+     "executions and alerts older than this are pruned (duration)"},
+    {"history-per-job", "ASTER_HISTORY_PER_JOB", T_INT, OFF(history_per_job), "1000", 1,
+     10000000, NULL, ASTER_CMD_SERVE, "executions kept per job at most"},
     {"compat", "ASTER_COMPAT", T_BOOL, OFF(compat), "true", 0, 0, NULL, ASTER_CMD_SERVE,
      "answer the routes and job fields of the systems Aster replaces (--no-compat: off)"},
     {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL,
@@ -113,6 +125,16 @@ static int apply(aster_config *cfg, const setting *s, const char *v, const char 
             return aster_err_set(err, ASTER_EINVAL, who, "%lld is out of range %lld-%lld", n,
                                  (long long)s->min, (long long)s->max);
         *(int64_t *)(void *)base = n;
+        return 0;
+    }
+    case T_DUR: {
+        int64_t us;
+        /* A duration ("90s", "30d") stored in milliseconds; bounds in ms. */
+        if (aster_duration_parse(v, who, &us, err))
+            return ASTER_EINVAL;
+        if (us / 1000 < s->min || us / 1000 > s->max)
+            return aster_err_set(err, ASTER_EINVAL, who, "'%s' is out of range", v);
+        *(int64_t *)(void *)base = us / 1000;
         return 0;
     }
     case T_BOOL:

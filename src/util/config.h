@@ -25,6 +25,11 @@ typedef struct aster_config {
     char *api_keys;       /* comma-separated; secret: never logged */
     char *api_keys_file;  /* one key a line */
     bool allow_commands;  /* command jobs may be created and run */
+    char *alert_webhook;        /* global alert webhook URL */
+    char *alert_secret;         /* HMAC secret: never logged */
+    int64_t prune_interval_ms;  /* history pruning period */
+    int64_t history_max_age_ms; /* executions and alerts kept this long */
+    int64_t history_per_job;    /* executions kept per job */
     bool compat;          /* the replaced systems' routes and field aliases */
     int64_t max_body;     /* request body cap, bytes */
     int64_t http_threads; /* libmicrohttpd thread pool size */
