@@ -7,7 +7,8 @@ STORE      ?= sqlite:./aster.db
 PYTHON     ?= /usr/bin/python3
 SRC_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src tests bench -name '*.[ch]')
 
-.PHONY: all build build-asan run test unit e2e quality format deps deps-test clean bench-cron
+.PHONY: all build build-asan run test unit e2e quality format deps deps-test clean bench-cron \
+        bench-api bench-fire
 
 all: build
 
@@ -36,6 +37,9 @@ test: deps-test build build-asan
 	@echo "== unit tests ($(BUILD_SAN))"
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --output-on-failure -j $(JOBS)
+	@echo "== store tests on PostgreSQL ($(BUILD), $(BUILD_SAN))"
+	scripts/pg-test.sh $(BUILD)/test_store_pg
+	ASAN_OPTIONS=detect_leaks=1 scripts/pg-test.sh $(BUILD_SAN)/test_store_pg
 	@echo "== end-to-end tests ($(BUILD))"
 	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) -m pytest -q tests/e2e
 	@echo "== end-to-end tests ($(BUILD_SAN))"
@@ -62,6 +66,12 @@ format:
 
 bench-cron: build
 	bench/cron/run.sh
+
+bench-api: build
+	bench/api/run.sh $(BUILD)/aster
+
+bench-fire: build
+	bench/fire/run.sh $(BUILD)/aster
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libcurl4-openssl-dev
             libuv1-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev uthash-dev tzdata)
-test_pkgs=(libcmocka-dev python3 python3-pytest python3-yaml python3-prometheus-client clang-format cppcheck sqlite3)
+test_pkgs=(libcmocka-dev postgresql python3 python3-pytest python3-yaml python3-prometheus-client clang-format cppcheck sqlite3)
 
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;

@@ -28,7 +28,7 @@ typedef struct aster_api_opts {
     bool compat; /* the seed systems' routes and field aliases (compat.c) */
     /* Called (on an HTTP thread) after a job was created, changed, deleted
      * or triggered, so the scheduler learns at once; may be NULL. */
-    void (*on_job_change)(void *cb_arg, const char *job_id);
+    void (*on_job_change)(void *cb_arg, const char *job_id, const aster_job *job);
     /* Attempts in flight now, for /metrics and stats; may be NULL. */
     size_t (*in_flight)(void *cb_arg);
     void *cb_arg;

@@ -16,10 +16,13 @@ static const aster_job_rules *rules(const aster_req *req)
     return req->api->opts.allow_commands ? &with : &without;
 }
 
-static void notify(aster_req *req, const char *job_id)
+/* Tells the scheduler, after the write: with the job as stored when it was
+ * created or changed (so it need not read it back), or NULL (deleted,
+ * triggered: it looks for itself). */
+static void notify(aster_req *req, const char *job_id, const aster_job *job)
 {
     if (req->api->opts.on_job_change)
-        req->api->opts.on_job_change(req->api->opts.cb_arg, job_id);
+        req->api->opts.on_job_change(req->api->opts.cb_arg, job_id, job);
 }
 
 static void answer_job(aster_resp *resp, int status, const aster_job *job)
@@ -51,7 +54,7 @@ void aster_h_job_create(aster_req *req, aster_resp *resp)
     aster_job_update_next(&job, job.created_at);
     if (aster_store_job_insert(req->api->opts.store, &job, &err))
         goto fail;
-    notify(req, job.id);
+    notify(req, job.id, &job);
     snprintf(resp->location, sizeof(resp->location), "/api/v1/jobs/%s", job.id);
     answer_job(resp, MHD_HTTP_CREATED, &job);
     goto out;
@@ -111,7 +114,7 @@ static void save_job(aster_req *req, aster_resp *resp, aster_job *job, int64_t o
             aster_resp_err(resp, &err);
         return;
     }
-    notify(req, job->id);
+    notify(req, job->id, job);
     answer_job(resp, MHD_HTTP_OK, job);
 }
 
@@ -181,7 +184,7 @@ void aster_h_job_delete(aster_req *req, aster_resp *resp)
     if (aster_store_job_delete(req->api->opts.store, job.id, &err)) {
         aster_resp_err(resp, &err);
     } else {
-        notify(req, job.id);
+        notify(req, job.id, NULL);
         resp->status = MHD_HTTP_NO_CONTENT;
     }
     aster_job_fini(&job);
@@ -224,7 +227,7 @@ void aster_h_job_trigger(aster_req *req, aster_resp *resp)
     if (aster_store_exec_insert(req->api->opts.store, &ex, 1, NULL, &err)) {
         aster_resp_err(resp, &err);
     } else {
-        notify(req, job.id);
+        notify(req, job.id, NULL);
         snprintf(resp->location, sizeof(resp->location), "/api/v1/executions/%s", ex.id);
         aster_resp_json(resp, MHD_HTTP_ACCEPTED, aster_exec_to_json(&ex, false));
     }

@@ -40,9 +40,9 @@ static void block_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void job_changed(void *engine, const char *job_id)
+static void job_changed(void *engine, const char *job_id, const aster_job *job)
 {
-    aster_engine_job_changed(engine, job_id);
+    aster_engine_job_changed(engine, job_id, job);
 }
 
 static size_t in_flight(void *engine)

@@ -71,6 +71,8 @@ typedef struct result {
 
 typedef struct inbox_item {
     char id[ASTER_ID_LEN + 1];
+    bool has_job;
+    aster_job job; /* when has_job: the job as stored */
     struct inbox_item *next;
 } inbox_item;
 
@@ -97,7 +99,7 @@ struct aster_engine {
     aster_mono_us last_extend;
 
     pthread_mutex_t inbox_lock;
-    inbox_item *inbox;
+    inbox_item *inbox, **inbox_tail; /* FIFO: changes apply in order */
     atomic_int stop_requested;
     int64_t grace_ms;
     int stopping; /* loop-side: no new work */
@@ -219,36 +221,27 @@ static void cancel_job_attempts(aster_engine *e, const char *job_id)
             aster_runner_cancel(e->runner, f->handle);
 }
 
-/* Loads (or reloads) job `id` from the store into the scheduler. */
-static void job_load(aster_engine *e, const char *id)
+/* Takes `job` (the job as stored; the engine takes its strings) into the
+ * scheduler, or out of it when paused.  `newest`: read from the store just
+ * now, so no version check. */
+static void job_apply(aster_engine *e, aster_job *job, bool newest)
 {
-    aster_job job;
     aster_err err = {0};
     sjob *j = NULL;
-    int rc;
 
-    HASH_FIND_STR(e->jobs, id, j);
-    aster_job_init(&job);
-    rc = aster_store_job_get(e->o.store, id, &job, &err);
-    if (rc == ASTER_ENOENT) {
-        /* Deleted: stop what runs (its rows are gone with it). */
-        cancel_job_attempts(e, id);
-        if (j)
-            sjob_free(e, j);
+    HASH_FIND_STR(e->jobs, job->id, j);
+    /* Notifications from two API threads may arrive out of order: never
+     * go back to an older version of a job. */
+    if (j && !newest && job->version < j->job.version)
         goto out;
-    }
-    if (rc) {
-        log_err(e, "cannot load job", &err);
-        goto out;
-    }
-    if (job.paused) {
+    if (job->paused) {
         if (j)
             sjob_free(e, j);
         goto out;
     }
     if (!j) {
         j = aster_calloc(1, sizeof(*j));
-        memcpy(j->id, job.id, sizeof(j->id));
+        memcpy(j->id, job->id, sizeof(j->id));
         j->heap_idx = SIZE_MAX;
         aster_job_init(&j->job);
         HASH_ADD_STR(e->jobs, id, j);
@@ -256,8 +249,8 @@ static void job_load(aster_engine *e, const char *id)
     aster_cron_free(j->cron);
     j->cron = NULL;
     aster_job_fini(&j->job);
-    j->job = job;
-    aster_job_init(&job);
+    j->job = *job;
+    aster_job_init(job);
     if (aster_cron_parse(j->job.schedule, &j->cron, &err) ||
         aster_tz_get(j->job.timezone, &j->tz, &err)) {
         log_err(e, "job has an invalid schedule", &err);
@@ -271,6 +264,30 @@ static void job_load(aster_engine *e, const char *id)
                                   : cron_next(j, floor_sec(aster_time_now()));
     heap_set(e, j);
 out:
+    aster_job_fini(job);
+}
+
+/* Loads (or reloads) job `id` from the store into the scheduler. */
+static void job_load(aster_engine *e, const char *id)
+{
+    aster_job job;
+    aster_err err = {0};
+    sjob *j = NULL;
+    int rc;
+
+    aster_job_init(&job);
+    rc = aster_store_job_get(e->o.store, id, &job, &err);
+    if (rc == ASTER_ENOENT) {
+        /* Deleted: stop what runs (its rows are gone with it). */
+        HASH_FIND_STR(e->jobs, id, j);
+        cancel_job_attempts(e, id);
+        if (j)
+            sjob_free(e, j);
+    } else if (rc) {
+        log_err(e, "cannot load job", &err);
+    } else {
+        job_apply(e, &job, true);
+    }
     aster_job_fini(&job);
 }
 
@@ -283,6 +300,7 @@ typedef struct fire_batch {
         sjob *j;
         int64_t next;
         int64_t missed;                  /* rows recorded missed, for the alert */
+        bool gone;                       /* the job was deleted meanwhile */
         aster_time_us first_missed, last_missed;
     } * moves;
     size_t nmoves, capmoves;
@@ -319,6 +337,7 @@ static void fb_move(fire_batch *b, sjob *j, int64_t next, size_t from)
     b->moves[b->nmoves].j = j;
     b->moves[b->nmoves].next = next;
     b->moves[b->nmoves].missed = 0;
+    b->moves[b->nmoves].gone = false;
     b->moves[b->nmoves].first_missed = b->moves[b->nmoves].last_missed = 0;
     for (size_t i = from; i < b->n; i++) {
         if (b->v[i].status != ASTER_EXEC_MISSED)
@@ -438,12 +457,29 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
     int rc = 0;
     if (b->n)
         rc = aster_store_exec_insert(st, b->v, b->n, NULL, err);
+    if (rc == ASTER_ENOENT) {
+        /* A job was deleted between its notification and this tick: the
+         * failed call changed nothing (it ran in a savepoint); write row by
+         * row and leave the deleted job's fires out. */
+        aster_err_clear(err);
+        rc = 0;
+        for (size_t i = 0; !rc && i < b->n; i++) {
+            rc = aster_store_exec_insert(st, &b->v[i], 1, NULL, err);
+            if (rc == ASTER_ENOENT) {
+                aster_err_clear(err);
+                rc = 0;
+                b->v[i].status = ASTER_EXEC_CANCELLED; /* not written: not counted */
+                b->v[i].job_id[0] = '\0';
+            }
+        }
+    }
     for (size_t i = 0; !rc && i < b->nmoves; i++) {
         rc = aster_store_job_set_next(st, b->moves[i].j->id, b->moves[i].next * ASTER_US_PER_SEC,
                                       err);
-        if (rc == ASTER_ENOENT) { /* deleted meanwhile: the inbox will tell */
+        if (rc == ASTER_ENOENT) { /* deleted meanwhile */
             aster_err_clear(err);
             rc = 0;
+            b->moves[i].gone = true;
         }
     }
     return rc;
@@ -477,6 +513,10 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     for (size_t i = 0; i < b.nmoves; i++) {
+        if (b.moves[i].gone) {
+            sjob_free(e, b.moves[i].j);
+            continue;
+        }
         b.moves[i].j->next = b.moves[i].next;
         heap_set(e, b.moves[i].j);
         if (b.moves[i].missed && e->o.alerter)
@@ -484,7 +524,7 @@ static void on_tick(uv_timer_t *t)
                                     b.moves[i].first_missed, b.moves[i].last_missed);
     }
     for (size_t i = 0; i < b.n; i++)
-        if (b.v[i].status != ASTER_EXEC_PENDING)
+        if (b.v[i].status != ASTER_EXEC_PENDING && b.v[i].job_id[0])
             aster_metrics_exec_final(e->o.metrics, b.v[i].status, -1, -1);
     fb_free(&b);
     arm_tick(e);
@@ -804,10 +844,15 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_lock(&e->inbox_lock);
     items = e->inbox;
     e->inbox = NULL;
+    e->inbox_tail = &e->inbox;
     pthread_mutex_unlock(&e->inbox_lock);
     for (inbox_item *it = items, *next; it; it = next) {
         next = it->next;
-        if (!e->stopping)
+        if (e->stopping)
+            aster_job_fini(&it->job);
+        else if (it->has_job)
+            job_apply(e, &it->job, false);
+        else
             job_load(e, it->id);
         aster_free(it);
     }
@@ -906,6 +951,7 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
     aster_uuid7(rnd);
     snprintf(e->owner, sizeof(e->owner), "%s:%d:%.8s", host, (int)getpid(), rnd + 28);
     pthread_mutex_init(&e->inbox_lock, NULL);
+    e->inbox_tail = &e->inbox;
     uv_loop_init(&e->loop);
     aster_runner_opts ropts = {.max_in_flight = e->o.concurrency,
                                .output_cap = e->o.output_cap ? e->o.output_cap : 64 * 1024,
@@ -975,16 +1021,21 @@ fail:
     return rc;
 }
 
-void aster_engine_job_changed(aster_engine *e, const char *job_id)
+void aster_engine_job_changed(aster_engine *e, const char *job_id, const aster_job *job)
 {
     inbox_item *it;
     if (!e)
         return;
     it = aster_calloc(1, sizeof(*it));
     snprintf(it->id, sizeof(it->id), "%s", job_id);
+    aster_job_init(&it->job);
+    if (job) {
+        aster_job_copy(&it->job, job);
+        it->has_job = true;
+    }
     pthread_mutex_lock(&e->inbox_lock);
-    it->next = e->inbox;
-    e->inbox = it;
+    *e->inbox_tail = it;
+    e->inbox_tail = &it->next;
     pthread_mutex_unlock(&e->inbox_lock);
     uv_async_send(&e->wake);
 }
@@ -1007,6 +1058,7 @@ void aster_engine_stop(aster_engine *e, int64_t grace_ms)
     aster_free(e->heap);
     for (inbox_item *it = e->inbox, *next; it; it = next) {
         next = it->next;
+        aster_job_fini(&it->job);
         aster_free(it);
     }
     for (result *r = e->results, *next; r; r = next) {

@@ -38,8 +38,10 @@ ASTER_MUST_CHECK
 int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_err *err);
 
 /* A job was created, changed, paused, resumed, deleted or triggered: the
- * scheduler reloads it at once.  Any thread; cheap (coalesced wake-up). */
-void aster_engine_job_changed(aster_engine *e, const char *job_id);
+ * scheduler takes it at once.  `job` is the job as just stored (copied), or
+ * NULL to make the engine read it from the store.  Any thread; cheap (one
+ * queue append and a coalesced wake-up). */
+void aster_engine_job_changed(aster_engine *e, const char *job_id, const aster_job *job);
 
 /* Stops taking new work, lets attempts in flight finish for up to
  * `grace_ms`, and leaves the rest running in the store, to be recovered by

@@ -165,14 +165,6 @@ size_t pg_changes(const PGresult *r)
     return (size_t)strtoull(PQcmdTuples((PGresult *)r), NULL, 10);
 }
 
-void *pg_grow(void *arr, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 16;
-    return aster_realloc(arr, *cap * size);
-}
-
 /* ---- errors ------------------------------------------------------------------------ */
 
 /* Copies the first line of `s` (libpq's messages end in newlines and may
@@ -226,8 +218,8 @@ int pg_fail(const pg_conn *c, const char *what, aster_err *err)
     const char *st = c->sqlstate;
 
     if (broken(c) || !strncmp(st, "08", 2))
-        return aster_err_set(err, ASTER_EUNAVAIL, FIELD, "%s: lost the connection to PostgreSQL: %s",
-                             what, c->msg);
+        return aster_err_set(err, ASTER_EUNAVAIL, FIELD,
+                             "%s: lost the connection to PostgreSQL: %s", what, c->msg);
     /* 40: serialization failure, deadlock; 53: too many connections, out
      * of disk or memory; 57P01..03: shutting down, starting up. */
     if (!strncmp(st, "40", 2) || !strncmp(st, "53", 2) || !strncmp(st, "57P", 3))
@@ -313,6 +305,14 @@ static int unreachable(PGconn *db, aster_err *err)
     return aster_err_set(err, ASTER_EUNAVAIL, FIELD, "cannot reach PostgreSQL: %s", line);
 }
 
+/* Notices ("relation already exists, skipping") are not errors, and the
+ * store does not log: without this libpq would print them on stderr. */
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 static int conn_open(const pg_store *s, pg_conn **out, aster_err *err)
 {
     /* Defaults before the URL ("dbname", expanded): the URL's own settings
@@ -329,6 +329,7 @@ static int conn_open(const pg_store *s, pg_conn **out, aster_err *err)
         conn_close(c);
         return rc;
     }
+    PQsetNoticeProcessor(c->db, ignore_notice, NULL);
     *out = c;
     return 0;
 }
@@ -435,10 +436,18 @@ static bool owns_batch(pg_store *s)
 
 /* ---- transactions ------------------------------------------------------------------- */
 
+/* Runs a clean-up statement, keeping the failure recorded in c: the
+ * caller still decides from it (a deadlock is run again). */
+static void quiet(pg_conn *c, const char *sql)
+{
+    if (!broken(c))
+        PQclear(PQexec(c->db, sql));
+}
+
 static void rollback(pg_conn *c)
 {
-    if (!broken(c) && PQtransactionStatus(c->db) != PQTRANS_IDLE)
-        (void)simple(c, "ROLLBACK", "rolling back", NULL);
+    if (PQtransactionStatus(c->db) != PQTRANS_IDLE)
+        quiet(c, "ROLLBACK");
 }
 
 /* COMMIT, refusing to commit what an earlier error already aborted (the
@@ -465,10 +474,8 @@ static int savepoint_end(pg_conn *c, int rc, aster_err *err)
 {
     if (rc) {
         /* Both must run: ROLLBACK TO keeps the savepoint open. */
-        if (!broken(c)) {
-            (void)simple(c, "ROLLBACK TO SAVEPOINT w", "rolling back", NULL);
-            (void)simple(c, "RELEASE SAVEPOINT w", "rolling back", NULL);
-        }
+        quiet(c, "ROLLBACK TO SAVEPOINT w");
+        quiet(c, "RELEASE SAVEPOINT w");
         return rc;
     }
     return simple(c, "RELEASE SAVEPOINT w", "releasing a savepoint", err);
@@ -604,8 +611,9 @@ static int migrate_step(pg_conn *c, void *ctx, aster_err *err)
         v++;
         snprintf(ver, sizeof(ver), "%d", v);
         aster_time_format_ms(aster_time_now(), when, sizeof(when));
-        r = PQexecParams(c->db, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                         2, NULL, vals, NULL, NULL, 0);
+        r = PQexecParams(c->db,
+                         "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", 2,
+                         NULL, vals, NULL, NULL, 0);
         if (!result_ok(r)) {
             record(c, r);
             rc = pg_fail(c, "recording a migration", err);
@@ -736,8 +744,7 @@ static char *describe(PGconn *db)
     return buf;
 }
 
-static int pg_open(const char *url, const aster_store_opts *opts, aster_store **out,
-                   aster_err *err)
+static int pg_open(const char *url, const aster_store_opts *opts, aster_store **out, aster_err *err)
 {
     pg_store *s = NULL;
     PQconninfoOption *ci;

@@ -74,9 +74,9 @@ typedef struct pg_conn {
     char sqlstate[6];
     char constraint[64];
     char msg[200];
-    int depth;                    /* batches open on it (0: in the pool or one call) */
-    pthread_t owner;              /* the batch's thread, when depth > 0 */
-    struct pg_conn *next;         /* free list, or the list of pinned connections */
+    int depth;            /* batches open on it (0: in the pool or one call) */
+    pthread_t owner;      /* the batch's thread, when depth > 0 */
+    struct pg_conn *next; /* free list, or the list of pinned connections */
 } pg_conn;
 
 typedef struct pg_store {
@@ -140,9 +140,9 @@ size_t pg_changes(const PGresult *r);
 
 /* Runs `fn` on a connection of the pool.  PG_WRITE wraps it in BEGIN ..
  * COMMIT (rolled back when fn fails); PG_READ and PG_IDEMPOTENT run it as
- * it is (each statement its own snapshot and transaction).  Inside this thread's batch, fn runs on the
- * batch's connection within a SAVEPOINT instead, so that a failing call
- * changes nothing and the batch goes on.
+ * it is (each statement its own snapshot and transaction).  Inside this thread's batch, fn runs on
+ * the batch's connection within a SAVEPOINT instead, so that a failing call changes nothing and the
+ * batch goes on.
  *
  * Outside a batch, fn is run again when that is safe: once after the
  * connection was found broken (reset first) unless the break came during
@@ -156,9 +156,6 @@ enum {
 };
 typedef int (*pg_fn)(pg_conn *c, void *ctx, aster_err *err);
 int pg_run(pg_store *s, int kind, pg_fn fn, void *ctx, aster_err *err);
-
-/* Grows a result array by doubling; *cap 0 means nothing allocated yet. */
-void *pg_grow(void *arr, size_t n, size_t *cap, size_t size);
 
 /* The common shapes of a call, as pg_fn with their context (rows.c). */
 

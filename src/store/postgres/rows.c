@@ -271,9 +271,8 @@ int pg_job_delete(aster_store *st, const char *id, aster_err *err)
 {
     /* Executions, attempts and alerts go with it (ON DELETE CASCADE), in
      * this transaction. */
-    struct pg_stmt x = {.slot = PG_JOB_DELETE,
-                     .sql = "DELETE FROM jobs WHERE id = $1",
-                     .what = "deleting a job"};
+    struct pg_stmt x = {
+        .slot = PG_JOB_DELETE, .sql = "DELETE FROM jobs WHERE id = $1", .what = "deleting a job"};
     int rc;
 
     pg_p_text(&x.p, 1, id);
@@ -363,10 +362,8 @@ enum { JF_PAUSED = 1, JF_LO = 2, JF_HI = 4, JF_AFTER = 8 };
 int pg_job_list(aster_store *st, const aster_job_filter *f, aster_job **out, size_t *n,
                 aster_err *err)
 {
-    struct pg_list l = {.what = "listing jobs",
-                     .read = read_job,
-                     .fini = fini_job,
-                     .size = sizeof(aster_job)};
+    struct pg_list l = {
+        .what = "listing jobs", .read = read_job, .fini = fini_job, .size = sizeof(aster_job)};
     char *upper = NULL, sql[1024], num[4][32];
     int mask = 0, k = 0, rc;
 
@@ -401,9 +398,10 @@ int pg_job_list(aster_store *st, const aster_job_filter *f, aster_job **out, siz
         pg_p_text(&l.p, k, f->after_id);
     }
     pg_p_int(&l.p, ++k, f->limit);
-    snprintf(sql, sizeof(sql), "SELECT " JOB_COLS " FROM jobs WHERE true%s%s%s%s ORDER BY id LIMIT $%d",
-             mask & JF_PAUSED ? num[0] : "", mask & JF_LO ? num[1] : "",
-             mask & JF_HI ? num[2] : "", mask & JF_AFTER ? num[3] : "", k);
+    snprintf(sql, sizeof(sql),
+             "SELECT " JOB_COLS " FROM jobs WHERE true%s%s%s%s ORDER BY id LIMIT $%d",
+             mask & JF_PAUSED ? num[0] : "", mask & JF_LO ? num[1] : "", mask & JF_HI ? num[2] : "",
+             mask & JF_AFTER ? num[3] : "", k);
     l.slot = PG_JOB_LIST + mask;
     l.sql = sql;
     rc = pg_run((pg_store *)st, PG_READ, pg_run_list, &l, err);
@@ -606,12 +604,12 @@ int pg_exec_get(aster_store *st, const char *id, aster_exec *out, aster_err *err
 int pg_exec_update(aster_store *st, const aster_exec *ex, aster_err *err)
 {
     struct pg_stmt x = {.slot = PG_EXEC_UPDATE,
-                     .sql = "UPDATE executions SET status = $2, attempt = $3, not_before = $4, "
-                            "claimed_by = $5, lease_until = $6, started_at = $7, "
-                            "finished_at = $8, duration_ms = $9, drift_ms = $10, "
-                            "http_status = $11, exit_code = $12, error = $13, output = $14 "
-                            "WHERE id = $1",
-                     .what = "updating an execution"};
+                        .sql = "UPDATE executions SET status = $2, attempt = $3, not_before = $4, "
+                               "claimed_by = $5, lease_until = $6, started_at = $7, "
+                               "finished_at = $8, duration_ms = $9, drift_ms = $10, "
+                               "http_status = $11, exit_code = $12, error = $13, output = $14 "
+                               "WHERE id = $1",
+                        .what = "updating an execution"};
     int rc;
 
     pg_p_text(&x.p, 1, ex->id);
@@ -628,9 +626,9 @@ int pg_exec_list(aster_store *st, const aster_exec_filter *f, aster_exec **out, 
                  aster_err *err)
 {
     struct pg_list l = {.what = "listing executions",
-                     .read = read_exec,
-                     .fini = fini_exec,
-                     .size = sizeof(aster_exec)};
+                        .read = read_exec,
+                        .fini = fini_exec,
+                        .size = sizeof(aster_exec)};
     int mask = (f->job_id ? XF_JOB : 0) | (f->status >= 0 ? XF_STATUS : 0) |
                (f->since ? XF_SINCE : 0) | (f->before_id ? XF_BEFORE : 0);
     char sql[1024], num[4][40];
@@ -674,8 +672,8 @@ int pg_job_set_next(aster_store *st, const char *id, aster_time_us next_fire_at,
     /* version and updated_at stay: this is the scheduler's bookkeeping, and
      * must not make a user's concurrent update conflict. */
     struct pg_stmt x = {.slot = PG_JOB_SET_NEXT,
-                     .sql = "UPDATE jobs SET next_fire_at = $2 WHERE id = $1",
-                     .what = "updating a job's next fire"};
+                        .sql = "UPDATE jobs SET next_fire_at = $2 WHERE id = $1",
+                        .what = "updating a job's next fire"};
     int rc;
 
     pg_p_text(&x.p, 1, id);
@@ -703,18 +701,19 @@ int pg_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
      * meanwhile is checked again against status = 'pending'.  Claiming is
      * starting: started_at is now; drift is the first start's lateness
      * (a retry keeps it), never below 0. */
-    struct pg_list l = {.slot = PG_EXEC_CLAIM,
-                     .sql = "UPDATE executions SET status = 'running', claimed_by = $1, "
-                            "lease_until = $2, started_at = $3, "
-                            "drift_ms = coalesce(drift_ms, greatest(0, ($3 - scheduled_at) / 1000)) "
-                            "WHERE id IN (SELECT id FROM executions WHERE status = 'pending' "
-                            "AND not_before <= $3 ORDER BY not_before, id LIMIT $4 "
-                            "FOR UPDATE SKIP LOCKED) "
-                            "RETURNING " EXEC_COLS,
-                     .what = "claiming executions",
-                     .read = read_exec,
-                     .fini = fini_exec,
-                     .size = sizeof(aster_exec)};
+    struct pg_list l = {
+        .slot = PG_EXEC_CLAIM,
+        .sql = "UPDATE executions SET status = 'running', claimed_by = $1, "
+               "lease_until = $2, started_at = $3, "
+               "drift_ms = coalesce(drift_ms, greatest(0, ($3 - scheduled_at) / 1000)) "
+               "WHERE id IN (SELECT id FROM executions WHERE status = 'pending' "
+               "AND not_before <= $3 ORDER BY not_before, id LIMIT $4 "
+               "FOR UPDATE SKIP LOCKED) "
+               "RETURNING " EXEC_COLS,
+        .what = "claiming executions",
+        .read = read_exec,
+        .fini = fini_exec,
+        .size = sizeof(aster_exec)};
     int rc;
 
     pg_p_text(&l.p, 1, owner);
@@ -735,9 +734,9 @@ int pg_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
 int pg_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until, aster_err *err)
 {
     struct pg_stmt x = {.slot = PG_EXEC_EXTEND,
-                     .sql = "UPDATE executions SET lease_until = $2 "
-                            "WHERE status = 'running' AND claimed_by = $1",
-                     .what = "extending leases"};
+                        .sql = "UPDATE executions SET lease_until = $2 "
+                               "WHERE status = 'running' AND claimed_by = $1",
+                        .what = "extending leases"};
 
     pg_p_text(&x.p, 1, owner);
     pg_p_int(&x.p, 2, lease_until);
@@ -818,9 +817,9 @@ int pg_run_scalar(pg_conn *c, void *ctx, aster_err *err)
 int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err)
 {
     struct pg_scalar x = {.slot = PG_EXEC_NEXT_DUE,
-                       .sql = "SELECT min(not_before) FROM executions WHERE status = 'pending'",
-                       .what = "reading the queue",
-                       .null = INT64_MIN};
+                          .sql = "SELECT min(not_before) FROM executions WHERE status = 'pending'",
+                          .what = "reading the queue",
+                          .null = INT64_MIN};
     int rc = pg_run((pg_store *)st, PG_READ, pg_run_scalar, &x, err);
 
     /* 0 means "none", so a row due at 0 or before (at once) reads as 1. */
@@ -832,9 +831,9 @@ int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err)
 int pg_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err)
 {
     struct pg_scalar x = {.slot = PG_QUEUE_DEPTH,
-                       .sql = "SELECT count(*) FROM executions "
-                              "WHERE status = 'pending' AND not_before <= $1",
-                       .what = "reading the queue"};
+                          .sql = "SELECT count(*) FROM executions "
+                                 "WHERE status = 'pending' AND not_before <= $1",
+                          .what = "reading the queue"};
     int rc;
 
     pg_p_int(&x.p, 1, now);
@@ -918,13 +917,13 @@ int pg_attempt_list(aster_store *st, const char *execution_id, aster_attempt **o
                     aster_err *err)
 {
     struct pg_list l = {.slot = PG_ATTEMPT_LIST,
-                     .sql = "SELECT execution_id, attempt, status, started_at, finished_at, "
-                            "duration_ms, http_status, exit_code, error FROM attempts "
-                            "WHERE execution_id = $1 ORDER BY attempt",
-                     .what = "listing attempts",
-                     .read = read_attempt,
-                     .fini = fini_attempt,
-                     .size = sizeof(aster_attempt)};
+                        .sql = "SELECT execution_id, attempt, status, started_at, finished_at, "
+                               "duration_ms, http_status, exit_code, error FROM attempts "
+                               "WHERE execution_id = $1 ORDER BY attempt",
+                        .what = "listing attempts",
+                        .read = read_attempt,
+                        .fini = fini_attempt,
+                        .size = sizeof(aster_attempt)};
     int rc;
 
     pg_p_text(&l.p, 1, execution_id);
@@ -1012,9 +1011,9 @@ int pg_alert_list(aster_store *st, const aster_alert_filter *f, aster_alert **ou
                   aster_err *err)
 {
     struct pg_list l = {.what = "listing alerts",
-                     .read = read_alert,
-                     .fini = fini_alert,
-                     .size = sizeof(aster_alert)};
+                        .read = read_alert,
+                        .fini = fini_alert,
+                        .size = sizeof(aster_alert)};
     int mask = (f->job_id ? AF_JOB : 0) | (f->kind ? AF_KIND : 0) | (f->since ? AF_SINCE : 0) |
                (f->before_id ? AF_BEFORE : 0);
     char sql[1024], num[4][40];

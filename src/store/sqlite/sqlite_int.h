@@ -79,6 +79,10 @@ typedef struct sq_conn {
     struct sq_conn *next; /* reader free list */
 } sq_conn;
 
+/* Results of the last few group commits, kept until their waiters read
+ * them; a waiter is at most one generation behind. */
+#define SQ_GROUP_RING 8
+
 typedef struct sq_store {
     struct aster_store base; /* first: store.c sees only this */
     char *path;              /* as the user wrote it, for messages */
@@ -96,6 +100,18 @@ typedef struct sq_store {
      * set it itself. */
     atomic_bool batch_active;
     _Atomic pthread_t batch_owner;
+
+    /* Group commit (conn.c, "transactions"): writes from many threads share
+     * one transaction and one fsync.  All under wlock except `queued`. */
+    atomic_int queued;       /* threads waiting to take wlock to write */
+    bool tx_open;            /* a group transaction is open on the writer */
+    bool committing;         /* its committer is gathering or committing */
+    uint64_t tx_gen;         /* generation of the open (or last) group */
+    uint64_t done_gen;       /* last generation whose commit has finished */
+    int done_rc[SQ_GROUP_RING];        /* commit result by generation */
+    aster_err done_err[SQ_GROUP_RING];
+    size_t group_ops;        /* operations in the open group */
+    pthread_cond_t gcond;    /* with wlock: "a group has committed" */
 
     /* Reader connections, opened on demand up to SQ_MAX_READERS. */
     pthread_mutex_t plock;
