@@ -483,10 +483,11 @@ typedef struct queue_counts {
 /* Adds the executions in `status` to `q`, a store page at a time.
  * TODO(store): one counting query (see docs/migrating.md) instead of a walk
  * over every row; the walk is exact but grows with the history kept. */
-static int count_status(aster_store *st, aster_exec_status status, aster_time_us now,
-                        queue_counts *q, aster_err *err)
+/* Pending executions split into ready (due) and retry (waiting out a
+ * backoff).  The pending set is the queue, small next to the history. */
+static int count_pending(aster_store *st, aster_time_us now, queue_counts *q, aster_err *err)
 {
-    aster_exec_filter f = {.status = (int)status, .limit = ASTER_STORE_MAX_PAGE};
+    aster_exec_filter f = {.status = ASTER_EXEC_PENDING, .limit = ASTER_STORE_MAX_PAGE};
     char last[ASTER_ID_LEN + 1];
 
     for (;;) {
@@ -495,23 +496,10 @@ static int count_status(aster_store *st, aster_exec_status status, aster_time_us
         if (aster_store_exec_list(st, &f, &ex, &n, err))
             return err->code;
         for (size_t i = 0; i < n; i++) {
-            switch (status) {
-            case ASTER_EXEC_PENDING:
-                if (ex[i].not_before <= now)
-                    q->ready++;
-                else if (ex[i].attempt > 1)
-                    q->retry++;
-                break;
-            case ASTER_EXEC_RUNNING:
-                q->processing++;
-                break;
-            case ASTER_EXEC_SUCCEEDED:
-                q->completed++;
-                break;
-            default:
-                q->failed++;
-                break;
-            }
+            if (ex[i].not_before <= now)
+                q->ready++;
+            else if (ex[i].attempt > 1)
+                q->retry++;
         }
         if (n)
             memcpy(last, ex[n - 1].id, sizeof(last));
@@ -527,18 +515,20 @@ static int count_status(aster_store *st, aster_exec_status status, aster_time_us
  * a retry backoff; completed: succeeded; failed: failed or timed out. */
 static void queue_stats(aster_req *req, aster_resp *resp)
 {
-    static const aster_exec_status counted[] = {ASTER_EXEC_PENDING, ASTER_EXEC_RUNNING,
-                                                ASTER_EXEC_SUCCEEDED, ASTER_EXEC_FAILED,
-                                                ASTER_EXEC_TIMED_OUT};
     queue_counts q = {0};
-    aster_time_us now = aster_time_now();
+    int64_t failed = 0, timed_out = 0;
+    aster_store *st = req->api->opts.store;
     aster_err err = {0};
 
-    for (size_t i = 0; i < ASTER_NELEM(counted); i++)
-        if (count_status(req->api->opts.store, counted[i], now, &q, &err)) {
-            aster_resp_err(resp, &err);
-            return;
-        }
+    if (count_pending(st, aster_time_now(), &q, &err) ||
+        aster_store_exec_count(st, ASTER_EXEC_RUNNING, &q.processing, &err) ||
+        aster_store_exec_count(st, ASTER_EXEC_SUCCEEDED, &q.completed, &err) ||
+        aster_store_exec_count(st, ASTER_EXEC_FAILED, &failed, &err) ||
+        aster_store_exec_count(st, ASTER_EXEC_TIMED_OUT, &timed_out, &err)) {
+        aster_resp_err(resp, &err);
+        return;
+    }
+    q.failed = failed + timed_out;
     aster_resp_json(resp, MHD_HTTP_OK,
                     json_pack("{s:I,s:I,s:I,s:I,s:I}", "ready", (json_int_t)q.ready, "processing",
                               (json_int_t)q.processing, "retry", (json_int_t)q.retry, "completed",

@@ -299,8 +299,8 @@ typedef struct fire_batch {
     struct {
         sjob *j;
         int64_t next;
-        int64_t missed;                  /* rows recorded missed, for the alert */
-        bool gone;                       /* the job was deleted meanwhile */
+        int64_t missed; /* rows recorded missed, for the alert */
+        bool gone;      /* the job was deleted meanwhile */
         aster_time_us first_missed, last_missed;
     } * moves;
     size_t nmoves, capmoves;

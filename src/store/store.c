@@ -419,6 +419,16 @@ int aster_store_queue_depth(aster_store *st, aster_time_us now, int64_t *out, as
     return st->ops->queue_depth(st, now, out, err);
 }
 
+int aster_store_exec_count(aster_store *st, int status, int64_t *out, aster_err *err)
+{
+    if (!st || !out)
+        return no_handle(err);
+    if (status < 0 || status >= ASTER_EXEC_STATUS_COUNT)
+        return aster_err_set(err, ASTER_EINVAL, "status", "unknown status %d", status);
+    *out = 0;
+    return st->ops->exec_count(st, aster_exec_status_name((aster_exec_status)status), out, err);
+}
+
 int aster_store_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err)
 {
     int rc;
@@ -562,8 +572,7 @@ int aster_store_alert_next_due(aster_store *st, aster_time_us *out, aster_err *e
 }
 
 int aster_store_alert_set_delivery(aster_store *st, const char *id, const char *state,
-                                   int32_t attempts, aster_time_us next_delivery_at,
-                                   aster_err *err)
+                                   int32_t attempts, aster_time_us next_delivery_at, aster_err *err)
 {
     int rc;
 
@@ -591,9 +600,8 @@ int aster_store_exec_unalerted_failures(aster_store *st, aster_time_us since,
     return st->ops->exec_unalerted_failures(st, since, key_prefix, max, out, n, err);
 }
 
-int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max,
-                                int64_t *streak, char last_success_id[ASTER_ID_LEN + 1],
-                                aster_err *err)
+int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max, int64_t *streak,
+                                char last_success_id[ASTER_ID_LEN + 1], aster_err *err)
 {
     if (!st || !streak || !last_success_id)
         return no_handle(err);
@@ -693,6 +701,5 @@ int aster_store_exec_jobs_after(aster_store *st, const char *since_id, const cha
     if ((rc = check_limit(limit, err)))
         return rc;
     return st->ops->exec_jobs_after(st, since_id && *since_id ? since_id : NULL,
-                                    after_job && *after_job ? after_job : NULL, limit, ids, n,
-                                    err);
+                                    after_job && *after_job ? after_job : NULL, limit, ids, n, err);
 }

@@ -186,6 +186,9 @@ int aster_store_exec_next_due(aster_store *st, aster_time_us *out, aster_err *er
 /* Pending executions with not_before <= now (the queue depth gauge). */
 int aster_store_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
 
+/* Executions with status `status` (an aster_exec_status), in all. */
+int aster_store_exec_count(aster_store *st, int status, int64_t *out, aster_err *err);
+
 /* One attempt of an execution, kept as history. */
 typedef struct aster_attempt {
     char execution_id[ASTER_ID_LEN + 1];
@@ -279,9 +282,8 @@ int aster_store_exec_unalerted_failures(aster_store *st, aster_time_us since,
  * (in id order: fire order) than its newest success, counted up to `max`.
  * last_success_id gets that success's id, "" when it never succeeded. */
 ASTER_MUST_CHECK
-int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max,
-                                int64_t *streak, char last_success_id[ASTER_ID_LEN + 1],
-                                aster_err *err);
+int aster_store_job_fail_streak(aster_store *st, const char *job_id, int64_t max, int64_t *streak,
+                                char last_success_id[ASTER_ID_LEN + 1], aster_err *err);
 
 /* A job whose absence alert is due (see aster_store_job_absent). */
 typedef struct aster_job_absence {

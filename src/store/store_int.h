@@ -62,6 +62,7 @@ struct aster_store_ops {
                         aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
     int (*exec_next_due)(aster_store *st, aster_time_us *out, aster_err *err);
     int (*queue_depth)(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
+    int (*exec_count)(aster_store *st, const char *status, int64_t *out, aster_err *err);
     int (*attempt_insert)(aster_store *st, const aster_attempt *a, aster_err *err);
     int (*attempt_list)(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                         aster_err *err);
@@ -78,8 +79,8 @@ struct aster_store_ops {
     int (*alert_due)(aster_store *st, aster_time_us now, size_t max, aster_alert **out, size_t *n,
                      aster_err *err);
     int (*alert_next_due)(aster_store *st, aster_time_us *out, aster_err *err);
-    int (*alert_set_delivery)(aster_store *st, const char *id, const char *state,
-                              int32_t attempts, aster_time_us next_delivery_at, aster_err *err);
+    int (*alert_set_delivery)(aster_store *st, const char *id, const char *state, int32_t attempts,
+                              aster_time_us next_delivery_at, aster_err *err);
     int (*exec_unalerted_failures)(aster_store *st, aster_time_us since, const char *key_prefix,
                                    size_t max, aster_exec **out, size_t *n, aster_err *err);
     int (*job_fail_streak)(aster_store *st, const char *job_id, int64_t max, int64_t *streak,

@@ -934,6 +934,17 @@ static void test_claim_extend_reclaim(void **state)
     assert_int_equal(aster_store_exec_insert(st, ex, 5, NULL, &err), 0);
     assert_int_equal(aster_store_exec_next_due(st, &due, &err), 0);
     assert_int_equal(due, now - 3 * ASTER_US_PER_SEC);
+    {
+        int64_t depth = -1, count = -1;
+        assert_int_equal(aster_store_queue_depth(st, now, &depth, &err), 0);
+        assert_int_equal(depth, 3); /* ex[3] is not due yet; ex[4] is done */
+        assert_int_equal(aster_store_exec_count(st, ASTER_EXEC_PENDING, &count, &err), 0);
+        assert_int_equal(count, 4);
+        assert_int_equal(aster_store_exec_count(st, ASTER_EXEC_SUCCEEDED, &count, &err), 0);
+        assert_int_equal(count, 1);
+        assert_int_equal(aster_store_exec_count(st, 99, &count, &err), ASTER_EINVAL);
+        aster_err_clear(&err);
+    }
 
     /* Two at a time, oldest first, with lease, start and drift. */
     assert_int_equal(

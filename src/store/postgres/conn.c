@@ -813,6 +813,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .exec_reclaim = pg_exec_reclaim,
     .exec_next_due = pg_exec_next_due,
     .queue_depth = pg_queue_depth,
+    .exec_count = pg_exec_count,
     .attempt_insert = pg_attempt_insert,
     .attempt_list = pg_attempt_list,
     .alert_insert = pg_alert_insert,

@@ -41,6 +41,7 @@ enum {
     PG_EXEC_RECLAIM_FAIL,
     PG_EXEC_NEXT_DUE,
     PG_QUEUE_DEPTH,
+    PG_EXEC_COUNT,
     PG_ATTEMPT_INSERT,
     PG_ATTEMPT_LIST,
     PG_JOB_LIST,                       /* + mask of 4 bits */
@@ -220,6 +221,7 @@ int pg_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expir
                     aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
 int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 int pg_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
+int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err);
 int pg_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
 int pg_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);

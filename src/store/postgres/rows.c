@@ -828,6 +828,20 @@ int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err)
     return rc;
 }
 
+int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err)
+{
+    struct pg_scalar x = {.slot = PG_EXEC_COUNT,
+                          .sql = "SELECT count(*) FROM executions WHERE status = $1",
+                          .what = "counting executions"};
+    int rc;
+
+    pg_p_text(&x.p, 1, status);
+    rc = pg_run((pg_store *)st, PG_READ, pg_run_scalar, &x, err);
+    if (!rc)
+        *out = x.value;
+    return rc;
+}
+
 int pg_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err)
 {
     struct pg_scalar x = {.slot = PG_QUEUE_DEPTH,

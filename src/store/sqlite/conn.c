@@ -682,6 +682,7 @@ const struct aster_store_ops aster_store_sqlite_ops = {
     .exec_reclaim = sq_exec_reclaim,
     .exec_next_due = sq_exec_next_due,
     .queue_depth = sq_queue_depth,
+    .exec_count = sq_exec_count,
     .attempt_insert = sq_attempt_insert,
     .attempt_list = sq_attempt_list,
     .alert_insert = sq_alert_insert,

@@ -870,6 +870,30 @@ int sq_exec_next_due(aster_store *stp, aster_time_us *out, aster_err *err)
     return rc;
 }
 
+int sq_exec_count(aster_store *stp, const char *status, int64_t *out, aster_err *err)
+{
+    sq_store *s = (sq_store *)stp;
+    sqlite3_stmt *st;
+    sq_conn *c;
+    int rc = sq_read_begin(s, &c, err), step;
+
+    if (rc)
+        return rc;
+    rc =
+        sq_prepare(c, SQ_EXEC_COUNT, "SELECT count(*) FROM executions WHERE status = ?1", &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+        step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            *out = sqlite3_column_int64(st, 0);
+        else
+            rc = sq_dberr(c->db, step, "counting executions", err);
+        sqlite3_reset(st);
+    }
+    sq_read_end(s, c);
+    return rc;
+}
+
 int sq_queue_depth(aster_store *stp, aster_time_us now, int64_t *out, aster_err *err)
 {
     sq_store *s = (sq_store *)stp;

@@ -48,6 +48,7 @@ enum {
     SQ_EXEC_RECLAIM_FAIL,
     SQ_EXEC_NEXT_DUE,
     SQ_QUEUE_DEPTH,
+    SQ_EXEC_COUNT,
     SQ_ATTEMPT_INSERT,
     SQ_ATTEMPT_LIST,
     SQ_JOB_LIST,                       /* + mask of 4 bits */
@@ -103,15 +104,15 @@ typedef struct sq_store {
 
     /* Group commit (conn.c, "transactions"): writes from many threads share
      * one transaction and one fsync.  All under wlock except `queued`. */
-    atomic_int queued;       /* threads waiting to take wlock to write */
-    bool tx_open;            /* a group transaction is open on the writer */
-    bool committing;         /* its committer is gathering or committing */
-    uint64_t tx_gen;         /* generation of the open (or last) group */
-    uint64_t done_gen;       /* last generation whose commit has finished */
-    int done_rc[SQ_GROUP_RING];        /* commit result by generation */
+    atomic_int queued;          /* threads waiting to take wlock to write */
+    bool tx_open;               /* a group transaction is open on the writer */
+    bool committing;            /* its committer is gathering or committing */
+    uint64_t tx_gen;            /* generation of the open (or last) group */
+    uint64_t done_gen;          /* last generation whose commit has finished */
+    int done_rc[SQ_GROUP_RING]; /* commit result by generation */
     aster_err done_err[SQ_GROUP_RING];
-    size_t group_ops;        /* operations in the open group */
-    pthread_cond_t gcond;    /* with wlock: "a group has committed" */
+    size_t group_ops;     /* operations in the open group */
+    pthread_cond_t gcond; /* with wlock: "a group has committed" */
 
     /* Reader connections, opened on demand up to SQ_MAX_READERS. */
     pthread_mutex_t plock;
@@ -163,6 +164,7 @@ int sq_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expir
                     aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
 int sq_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 int sq_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
+int sq_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err);
 int sq_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
 int sq_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);
