@@ -72,8 +72,8 @@ void aster_resp_err(aster_resp *resp, const aster_err *err);
 
 /* Request helpers (req.c).  Each returns 0, or fills `resp` with a 4xx
  * naming the parameter and returns -1 (NULL for the body). */
-json_t *aster_req_body_json(aster_req *req, aster_resp *resp); /* new reference */
-int aster_req_limit(aster_req *req, aster_resp *resp, int *out);  /* "limit", default 50 */
+json_t *aster_req_body_json(aster_req *req, aster_resp *resp);   /* new reference */
+int aster_req_limit(aster_req *req, aster_resp *resp, int *out); /* "limit", default 50 */
 int aster_req_cursor(aster_req *req, aster_resp *resp, const char **out);
 int aster_req_bool(aster_req *req, aster_resp *resp, const char *key, int *out); /* -1 absent */
 int aster_req_time(aster_req *req, aster_resp *resp, const char *key, aster_time_us *out);

@@ -9,7 +9,6 @@
 #include "util/mem.h"
 #include "util/uuid.h"
 
-
 static const aster_job_rules *rules(const aster_req *req)
 {
     static const aster_job_rules with = {.allow_commands = true}, without = {0};

@@ -8,7 +8,6 @@
 
 #define DEFAULT_PAGE 50
 
-
 static int content_is_json(const aster_req *req)
 {
     const char *ct =
@@ -163,7 +162,6 @@ int aster_req_load_job(aster_req *req, aster_resp *resp, aster_job *job)
     return 0;
 }
 
-
 int aster_page_fetch(int limit)
 {
     /* One more than shown tells whether a next page exists; at the store's
@@ -174,7 +172,8 @@ int aster_page_fetch(int limit)
 void aster_resp_page(aster_resp *resp, json_t *items, const char *last_id, size_t fetched,
                      int limit)
 {
-    int more = fetched > (size_t)limit || (fetched == (size_t)limit && limit == ASTER_STORE_MAX_PAGE);
+    int more =
+        fetched > (size_t)limit || (fetched == (size_t)limit && limit == ASTER_STORE_MAX_PAGE);
     aster_resp_json(resp, MHD_HTTP_OK,
                     json_pack("{s:o,s:o}", "items", items, "next_cursor",
                               more && last_id ? json_string(last_id) : json_null()));

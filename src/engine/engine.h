@@ -22,13 +22,13 @@
 typedef struct aster_engine aster_engine; /* opaque */
 
 typedef struct aster_engine_opts {
-    const aster_logger *log; /* borrowed for the engine's life */
-    aster_store *store;      /* borrowed for the engine's life */
-    size_t concurrency;      /* attempts in flight at most */
-    size_t output_cap;       /* bytes of output kept per attempt */
-    int64_t lease_ms;        /* claim lease; extended every lease_ms / 3 */
-    int64_t kill_grace_ms;   /* SIGTERM -> SIGKILL for commands */
-    aster_metrics *metrics;  /* borrowed; may be NULL */
+    const aster_logger *log;       /* borrowed for the engine's life */
+    aster_store *store;            /* borrowed for the engine's life */
+    size_t concurrency;            /* attempts in flight at most */
+    size_t output_cap;             /* bytes of output kept per attempt */
+    int64_t lease_ms;              /* claim lease; extended every lease_ms / 3 */
+    int64_t kill_grace_ms;         /* SIGTERM -> SIGKILL for commands */
+    aster_metrics *metrics;        /* borrowed; may be NULL */
     struct aster_alerter *alerter; /* borrowed; told of final statuses and misses; may be NULL */
 } aster_engine_opts;
 

@@ -16,24 +16,24 @@
 #define ASTER_CMD_MIGRATE 0x2u
 
 typedef struct aster_config {
-    char *listen;         /* HOST:PORT */
-    char *store;          /* sqlite:PATH | postgres://... */
-    int log_level;        /* aster_log_level */
-    int log_format;       /* aster_log_format; -1 before resolution = auto */
-    int64_t concurrency;  /* executions in flight */
-    bool insecure;        /* allow non-loopback without API keys */
-    char *api_keys;       /* comma-separated; secret: never logged */
-    char *api_keys_file;  /* one key a line */
-    bool allow_commands;  /* command jobs may be created and run */
+    char *listen;               /* HOST:PORT */
+    char *store;                /* sqlite:PATH | postgres://... */
+    int log_level;              /* aster_log_level */
+    int log_format;             /* aster_log_format; -1 before resolution = auto */
+    int64_t concurrency;        /* executions in flight */
+    bool insecure;              /* allow non-loopback without API keys */
+    char *api_keys;             /* comma-separated; secret: never logged */
+    char *api_keys_file;        /* one key a line */
+    bool allow_commands;        /* command jobs may be created and run */
     char *alert_webhook;        /* global alert webhook URL */
     char *alert_secret;         /* HMAC secret: never logged */
     int64_t prune_interval_ms;  /* history pruning period */
     int64_t history_max_age_ms; /* executions and alerts kept this long */
     int64_t history_per_job;    /* executions kept per job */
-    bool compat;          /* the replaced systems' routes and field aliases */
-    int64_t max_body;     /* request body cap, bytes */
-    int64_t http_threads; /* libmicrohttpd thread pool size */
-    int64_t shutdown_ms;  /* grace for in-flight work on SIGTERM */
+    bool compat;                /* the replaced systems' routes and field aliases */
+    int64_t max_body;           /* request body cap, bytes */
+    int64_t http_threads;       /* libmicrohttpd thread pool size */
+    int64_t shutdown_ms;        /* grace for in-flight work on SIGTERM */
 } aster_config;
 
 /* Parses argv (argv[0] is the subcommand name) and the environment into

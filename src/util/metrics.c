@@ -15,7 +15,7 @@
 static const double drift_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                       0.25,  0.5,   1,    2.5,   5,    10};
 static const double dur_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                    1,     2.5,  5,     10,   30,  60,  300};
+                                    1,     2.5,  5,     10,   30,  60,   300};
 static const double http_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                      0.05,   0.1,   0.25,   0.5,   1,    2.5};
 
@@ -24,8 +24,8 @@ static const double http_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 #define NHTTP  ASTER_NELEM(http_bounds)
 #define NCODES 500 /* HTTP status 100..599 */
 
-static const char *const alert_kinds[] = {"failed", "consecutive_failures", "missed",
-                                          "no_success", "other"};
+static const char *const alert_kinds[] = {"failed", "consecutive_failures", "missed", "no_success",
+                                          "other"};
 #define NKINDS ASTER_NELEM(alert_kinds)
 
 typedef atomic_uint_fast64_t counter;
@@ -41,7 +41,7 @@ typedef struct route_stats {
     histo latency;
 } route_stats;
 
-#define WINDOW_SECS 3600
+#define WINDOW_SECS   3600
 #define RECENT_DRIFTS 4096
 
 typedef struct second_slot {
@@ -146,8 +146,7 @@ void aster_metrics_http(aster_metrics *m, size_t route, int code, double seconds
     if (route > m->nroutes)
         route = m->nroutes;
     if (code >= 100 && code < 600)
-        atomic_fetch_add_explicit(&m->per_route[route].codes[code - 100], 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->per_route[route].codes[code - 100], 1, memory_order_relaxed);
     histo_add(&m->per_route[route].latency, http_bounds, NHTTP, seconds < 0 ? 0 : seconds);
 }
 
