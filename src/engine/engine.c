@@ -789,11 +789,17 @@ static void arm_due(aster_engine *e)
 {
     aster_time_us next = 0;
     aster_err err = {0};
-    if (e->stopping || aster_store_exec_next_due(e->o.store, &next, &err) || !next)
+
+    /* With every slot taken, the next result calls dispatch: a timer now
+     * would only spin (and a 0 ms timer re-armed from its own callback
+     * starves libuv < 1.48 of I/O: the loop would never read a result). */
+    if (e->stopping || atomic_load(&e->n_flying) >= e->o.concurrency)
+        return;
+    if (aster_store_exec_next_due(e->o.store, &next, &err) || !next)
         return;
     int64_t delay = (next - aster_time_now() + 999) / 1000;
-    if (delay < 0)
-        delay = 0;
+    if (delay < 1)
+        delay = 1; /* never 0: let the loop poll I/O between claims */
     if (delay > SAFETY_POLL_MS)
         return; /* the safety poll will see to it */
     uv_timer_start(&e->due, on_due, (uint64_t)delay, 0);

@@ -117,9 +117,12 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path):
-    s = Server(tmp_path).wait_ready()
-    yield s
-    s.stop()
+    s = Server(tmp_path)
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop()  # also when start-up failed: never leave a process behind
 
 
 @pytest.fixture
