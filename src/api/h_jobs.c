@@ -99,12 +99,20 @@ void aster_h_job_get(aster_req *req, aster_resp *resp)
 }
 
 /* Stores `job` (already changed from `old_version`) and answers with it. */
-static void save_job(aster_req *req, aster_resp *resp, aster_job *job, int64_t old_version)
+/* Stores `job`, changed from the stored version `old_version` whose
+ * next_fire_at was `old_next`, and answers with it. */
+static void save_job(aster_req *req, aster_resp *resp, aster_job *job, int64_t old_version,
+                     aster_time_us old_next)
 {
     aster_err err = {0};
+    aster_time_us after;
     job->updated_at = aster_time_now();
     job->version = old_version + 1;
-    aster_job_update_next(job, job->updated_at);
+    /* A fire that is due but not yet taken by the scheduler (it is a tick
+     * away) must not be lost to an unrelated change: compute from just
+     * before it.  A paused job has none, so resuming catches nothing up. */
+    after = old_next && old_next <= job->updated_at ? old_next - ASTER_US_PER_SEC : job->updated_at;
+    aster_job_update_next(job, after);
     if (aster_store_job_update(req->api->opts.store, job, old_version, &err)) {
         if (err.code == ASTER_ECONFLICT)
             aster_resp_error(resp, MHD_HTTP_CONFLICT, "conflict", NULL,
@@ -146,7 +154,7 @@ void aster_h_job_replace(aster_req *req, aster_resp *resp)
     }
     memcpy(next.id, job.id, sizeof(job.id));
     next.created_at = job.created_at;
-    save_job(req, resp, &next, job.version);
+    save_job(req, resp, &next, job.version, job.next_fire_at);
     aster_job_fini(&next);
 out:
     aster_job_fini(&job);
@@ -169,7 +177,7 @@ void aster_h_job_patch(aster_req *req, aster_resp *resp)
     if (aster_job_patch(doc, rules(req), &job, &err))
         aster_resp_err(resp, &err);
     else
-        save_job(req, resp, &job, version);
+        save_job(req, resp, &job, version, job.next_fire_at);
     aster_job_fini(&job);
     json_decref(doc);
 }
@@ -195,7 +203,7 @@ static void set_paused(aster_req *req, aster_resp *resp, bool paused)
     if (aster_req_load_job(req, resp, &job))
         return;
     job.paused = paused;
-    save_job(req, resp, &job, job.version);
+    save_job(req, resp, &job, job.version, job.next_fire_at);
     aster_job_fini(&job);
 }
 

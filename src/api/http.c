@@ -14,11 +14,16 @@
 #include "util/mem.h"
 #include "util/time.h"
 
+/* Bytes beyond the body cap that are read and dropped rather than cut off
+ * (see on_request). */
+#define DISCARD_MAX (64u << 20)
+
 /* Per-request state, from the first callback to on_completed. */
 typedef struct req_ctx {
     char *body;
     size_t len, cap;
     int too_large;
+    int answered; /* a response is queued */
     aster_mono_us started;
 } req_ctx;
 
@@ -244,13 +249,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx = aster_calloc(1, sizeof(*ctx));
         ctx->started = aster_mono_now();
         atomic_fetch_add(&api->active, 1);
-        /* A declared length over the cap is refused before reading it. */
-        if (cl && strtoull(cl, NULL, 10) > api->opts.max_body)
-            ctx->too_large = 1;
         *con_cls = ctx;
+        if (!cl || strtoull(cl, NULL, 10) <= api->opts.max_body)
+            return MHD_YES;
+        ctx->too_large = 1;
+        /* Over the cap.  A client that asked "Expect: 100-continue" waits
+         * for our word, and one that declares an absurd size is not worth
+         * reading: both get the 413 at once.  Any other client is sending
+         * the body already and would only see a reset if we closed on it
+         * now, so its body is read and dropped, and the 413 follows. */
+        const char *expect =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if (!(expect && !strcasecmp(expect, "100-continue")) &&
+            strtoull(cl, NULL, 10) <= api->opts.max_body + DISCARD_MAX)
+            return MHD_YES;
+    } else if (ctx->answered) {
+        *upload_size = 0; /* a body after an early answer: discard it */
         return MHD_YES;
-    }
-    if (*upload_size) {
+    } else if (*upload_size) {
         size_t n = *upload_size;
         if (!ctx->too_large && ctx->len + n > api->opts.max_body) {
             ctx->too_large = 1;
@@ -268,6 +284,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    ctx->answered = 1;
     size_t route = dispatch(api, conn, method, url, ctx, &resp);
     ret = send_resp(conn, &resp);
     json_decref(resp.json);
@@ -342,6 +359,10 @@ aster_metrics *aster_api_metrics_new(void)
     /* Label values point into the static route tables, which outlive any
      * metrics object. */
     static const char *patterns[ASTER_MAX_ROUTES], *methods[ASTER_MAX_ROUTES];
+    if (routes_total() > ASTER_MAX_ROUTES) {
+        fprintf(stderr, "aster: more routes than ASTER_MAX_ROUTES\n");
+        abort();
+    }
     for (size_t i = 0; i < routes_total(); i++) {
         patterns[i] = route_at(i)->pattern;
         methods[i] = route_at(i)->method;

@@ -48,7 +48,6 @@ typedef struct sjob {
     const aster_tz *tz;
     int64_t next;    /* next fire, Unix seconds; 0 = none */
     size_t heap_idx; /* SIZE_MAX when not in the heap */
-    int running;     /* attempts of this job in flight here */
     UT_hash_handle hh;
 } sjob;
 
@@ -61,6 +60,25 @@ typedef struct inflight {
     struct aster_engine *e;
     UT_hash_handle hh;
 } inflight;
+
+/* Attempts in flight here, per job id: kept apart from sjob, which comes
+ * and goes with pause, resume and delete while attempts run on (overlap). */
+typedef struct runcount {
+    char job_id[ASTER_ID_LEN + 1];
+    int n;
+    UT_hash_handle hh;
+} runcount;
+
+/* A job taken out of the scheduler (paused or deleted), remembered for a
+ * while so that a late notification of an older version cannot put it
+ * back: notifications from two API threads may arrive out of order. */
+typedef struct tomb {
+    char id[ASTER_ID_LEN + 1];
+    int64_t version; /* INT64_MAX: deleted */
+    aster_mono_us at;
+    UT_hash_handle hh;
+} tomb;
+#define TOMB_KEEP_US (60 * ASTER_US_PER_SEC)
 
 /* A finished attempt waiting for the next flush. */
 typedef struct result {
@@ -93,7 +111,9 @@ struct aster_engine {
     sjob *jobs; /* hash by id */
     sjob **heap;
     size_t heap_len, heap_cap;
-    inflight *flying; /* hash by exec id */
+    inflight *flying;  /* hash by exec id */
+    runcount *running; /* hash by job id */
+    tomb *tombs;       /* hash by job id */
     atomic_size_t n_flying;
     result *results, **results_tail;
     aster_mono_us last_extend;
@@ -121,6 +141,57 @@ static void log_err(aster_engine *e, const char *what, const aster_err *err)
 static int64_t floor_sec(aster_time_us t)
 {
     return t / ASTER_US_PER_SEC - (t % ASTER_US_PER_SEC < 0);
+}
+
+static int running_get(aster_engine *e, const char *job_id)
+{
+    runcount *rc = NULL;
+    HASH_FIND_STR(e->running, job_id, rc);
+    return rc ? rc->n : 0;
+}
+
+static void running_add(aster_engine *e, const char *job_id, int d)
+{
+    runcount *rc = NULL;
+    HASH_FIND_STR(e->running, job_id, rc);
+    if (!rc) {
+        if (d <= 0)
+            return;
+        rc = aster_calloc(1, sizeof(*rc));
+        snprintf(rc->job_id, sizeof(rc->job_id), "%s", job_id);
+        HASH_ADD_STR(e->running, job_id, rc);
+    }
+    rc->n += d;
+    if (rc->n <= 0) {
+        HASH_DEL(e->running, rc);
+        aster_free(rc);
+    }
+}
+
+static void tomb_set(aster_engine *e, const char *id, int64_t version)
+{
+    tomb *t = NULL;
+    HASH_FIND_STR(e->tombs, id, t);
+    if (!t) {
+        t = aster_calloc(1, sizeof(*t));
+        snprintf(t->id, sizeof(t->id), "%s", id);
+        HASH_ADD_STR(e->tombs, id, t);
+    }
+    if (version > t->version)
+        t->version = version;
+    t->at = aster_mono_now();
+}
+
+static void tombs_expire(aster_engine *e, bool all)
+{
+    aster_mono_us now = aster_mono_now();
+    for (tomb *t = e->tombs, *next; t; t = next) {
+        next = t->hh.next;
+        if (all || now - t->at > TOMB_KEEP_US) {
+            HASH_DEL(e->tombs, t);
+            aster_free(t);
+        }
+    }
 }
 
 /* ---- heap of next fires --------------------------------------------------- */
@@ -231,10 +302,15 @@ static void job_apply(aster_engine *e, aster_job *job, bool newest)
 
     HASH_FIND_STR(e->jobs, job->id, j);
     /* Notifications from two API threads may arrive out of order: never
-     * go back to an older version of a job. */
-    if (j && !newest && job->version < j->job.version)
-        goto out;
+     * go back to an older version of a job, scheduled or taken out. */
+    if (!newest) {
+        tomb *t = NULL;
+        HASH_FIND_STR(e->tombs, job->id, t);
+        if ((j && job->version < j->job.version) || (!j && t && job->version <= t->version))
+            goto out;
+    }
     if (job->paused) {
+        tomb_set(e, job->id, job->version);
         if (j)
             sjob_free(e, j);
         goto out;
@@ -281,6 +357,7 @@ static void job_load(aster_engine *e, const char *id)
         /* Deleted: stop what runs (its rows are gone with it). */
         HASH_FIND_STR(e->jobs, id, j);
         cancel_job_attempts(e, id);
+        tomb_set(e, id, INT64_MAX);
         if (j)
             sjob_free(e, j);
     } else if (rc) {
@@ -327,8 +404,9 @@ static aster_exec *fb_add(fire_batch *b, const sjob *j, int64_t at, aster_trigge
     return ex;
 }
 
-/* Records where `j` moves to; rows b->v[from..] are this job's fires. */
-static void fb_move(fire_batch *b, sjob *j, int64_t next, size_t from)
+/* Records where `j` moves to, and the fires it missed (for the alert). */
+static void fb_move(fire_batch *b, sjob *j, int64_t next, int64_t missed, int64_t first_missed,
+                    int64_t last_missed)
 {
     if (b->nmoves == b->capmoves) {
         b->capmoves = b->capmoves ? b->capmoves * 2 : 64;
@@ -336,19 +414,10 @@ static void fb_move(fire_batch *b, sjob *j, int64_t next, size_t from)
     }
     b->moves[b->nmoves].j = j;
     b->moves[b->nmoves].next = next;
-    b->moves[b->nmoves].missed = 0;
     b->moves[b->nmoves].gone = false;
-    b->moves[b->nmoves].first_missed = b->moves[b->nmoves].last_missed = 0;
-    for (size_t i = from; i < b->n; i++) {
-        if (b->v[i].status != ASTER_EXEC_MISSED)
-            continue;
-        if (!b->moves[b->nmoves].missed++)
-            b->moves[b->nmoves].first_missed = b->v[i].scheduled_at;
-        if (b->v[i].scheduled_at > b->moves[b->nmoves].last_missed)
-            b->moves[b->nmoves].last_missed = b->v[i].scheduled_at;
-        if (b->v[i].scheduled_at < b->moves[b->nmoves].first_missed)
-            b->moves[b->nmoves].first_missed = b->v[i].scheduled_at;
-    }
+    b->moves[b->nmoves].missed = missed;
+    b->moves[b->nmoves].first_missed = first_missed * ASTER_US_PER_SEC;
+    b->moves[b->nmoves].last_missed = last_missed * ASTER_US_PER_SEC;
     b->nmoves++;
 }
 
@@ -364,13 +433,14 @@ static void fb_free(fire_batch *b)
 static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_trigger trig,
                      aster_time_us now)
 {
-    if (j->running > 0 && j->job.overlap == ASTER_OVERLAP_FORBID) {
+    int running = running_get(e, j->id);
+    if (running > 0 && j->job.overlap == ASTER_OVERLAP_FORBID) {
         aster_exec *ex = fb_add(b, j, at, trig, ASTER_EXEC_SKIPPED, now);
         ex->error = aster_strdup("skipped: the previous execution is still running "
                                  "(overlap=forbid)");
         return;
     }
-    if (j->running > 0 && j->job.overlap == ASTER_OVERLAP_REPLACE)
+    if (running > 0 && j->job.overlap == ASTER_OVERLAP_REPLACE)
         cancel_job_attempts(e, j->id);
     fb_add(b, j, at, trig, ASTER_EXEC_PENDING, now);
 }
@@ -380,14 +450,15 @@ static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_
 static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
 {
     int64_t now_sec = floor_sec(now);
-    size_t from = b->n;
     int64_t t = j->next, last_missed = 0, prev_missed = 0, summary_at = 0;
+    int64_t first_missed = 0;
     int64_t n_missed = 0, n_recorded = 0, n_catchup = 0;
 
     /* Misfires first, in order: they are older than any in-grace fire. */
     while (t && t <= now_sec && (now_sec - t) * 1000 > j->job.misfire_grace_ms &&
            n_missed < ENUM_FIRES_MAX) {
-        n_missed++;
+        if (!n_missed++)
+            first_missed = t;
         if (j->job.misfire == ASTER_MISFIRE_RUN_ALL && n_catchup < RUN_ALL_MAX) {
             fire_run(e, b, j, t, ASTER_TRIGGER_CATCHUP, now);
             n_catchup++;
@@ -400,6 +471,20 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
         prev_missed = last_missed;
         last_missed = t;
         t = cron_next(j, t);
+    }
+    if (n_missed >= ENUM_FIRES_MAX && t && (now_sec - t) * 1000 > j->job.misfire_grace_ms) {
+        /* Counted enough: jump over the rest of the outage to the fires of
+         * the last hour before the grace period, so that the latest missed
+         * fire (run_once's catch-up) and the first in-grace one are found
+         * without walking every fire in between. */
+        int64_t lim = now_sec - j->job.misfire_grace_ms / 1000;
+        int64_t s = cron_next(j, (lim - 3600 > t ? lim - 3600 : t) - 1);
+        for (int k = 0; s && (now_sec - s) * 1000 > j->job.misfire_grace_ms && k < 4000; k++) {
+            prev_missed = last_missed;
+            last_missed = s;
+            s = cron_next(j, s);
+        }
+        t = s && (now_sec - s) * 1000 <= j->job.misfire_grace_ms ? s : cron_next(j, lim - 1);
     }
     /* Then the in-grace fires: late, but on time enough to run. */
     for (int k = 0; t && t <= now_sec && k < FIRES_PER_TICK_MAX; k++) {
@@ -442,13 +527,14 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
                      over, n_missed >= ENUM_FIRES_MAX ? " (at least)" : "");
             ex->error = aster_strdup(msg);
         }
-        if (n_missed >= ENUM_FIRES_MAX) /* jump the rest: count no further */
-            t = cron_next(j, now_sec);
         const aster_kv kv[] = {ASTER_KV_STR("job_id", j->id), ASTER_KV_INT("missed", n_missed),
                                ASTER_KV_STR("misfire", aster_misfire_name(j->job.misfire))};
         lg(e, ASTER_LOG_WARN, "fires missed", kv, ASTER_NELEM(kv));
     }
-    fb_move(b, j, t, from);
+    /* The alert counts fires missed, not rows: after a long outage most
+     * missed fires have no row of their own. */
+    fb_move(b, j, t, n_missed - n_catchup - (j->job.misfire == ASTER_MISFIRE_RUN_ONCE && n_missed),
+            first_missed, last_missed);
 }
 
 static int write_fires(aster_store *st, void *arg, aster_err *err)
@@ -542,7 +628,10 @@ static void arm_tick(aster_engine *e)
     /* Wake at the fire's second, rounded up to the millisecond so that the
      * tick never runs just before it. */
     int64_t delay_us = e->heap[0]->next * ASTER_US_PER_SEC - aster_time_now();
-    uint64_t ms = delay_us <= 0 ? 0 : (uint64_t)((delay_us + 999) / 1000);
+    /* Never 0 ms: a timer re-armed at 0 from its own callback keeps libuv
+     * (before 1.48) from polling I/O, and a job left due by
+     * FIRES_PER_TICK_MAX would do just that. */
+    uint64_t ms = delay_us <= 1000 ? 1 : (uint64_t)((delay_us + 999) / 1000);
     uv_timer_start(&e->tick, on_tick, ms, 0);
 }
 
@@ -574,14 +663,11 @@ static void on_result(void *arg, const aster_run_result *res)
     inflight *f = arg;
     aster_engine *e = f->e;
     aster_time_us now = aster_time_now();
-    sjob *j = NULL;
     result *r;
 
     HASH_DEL(e->flying, f);
     atomic_fetch_sub(&e->n_flying, 1);
-    HASH_FIND_STR(e->jobs, f->ex.job_id, j);
-    if (j && j->running > 0)
-        j->running--;
+    running_add(e, f->ex.job_id, -1);
     if (e->closing)
         goto out; /* hard stop: the row stays running, recovered at start */
 
@@ -738,11 +824,22 @@ static void dispatch(aster_engine *e)
             aster_job_init(&f->job);
             if (j) {
                 aster_job_copy(&f->job, &j->job);
-                j->running++;
             } else if (aster_store_job_get(e->o.store, ex->job_id, &f->job, &err)) {
-                /* A paused job's manual trigger lands here; a deleted job's
-                 * execution is gone with it. */
-                log_err(e, "claimed an execution of an unknown job", &err);
+                /* A job paused or not yet seen here is read from the store
+                 * (a manual trigger of a paused job).  When that fails for
+                 * another reason than deletion (whose rows are gone with the
+                 * job), the claim is given back: our leases would otherwise
+                 * keep the row running forever. */
+                if (err.code != ASTER_ENOENT) {
+                    aster_err e2 = {0};
+                    log_err(e, "cannot read the job of a claimed execution; released", &err);
+                    ex->status = ASTER_EXEC_PENDING;
+                    aster_free(ex->claimed_by);
+                    ex->claimed_by = NULL;
+                    ex->lease_until = 0;
+                    if (aster_store_exec_update(e->o.store, ex, &e2))
+                        log_err(e, "cannot release a claimed execution", &e2);
+                }
                 aster_err_clear(&err);
                 aster_job_fini(&f->job);
                 aster_free(f);
@@ -753,6 +850,7 @@ static void dispatch(aster_engine *e)
             memcpy(f->exec_id, ex->id, sizeof(f->exec_id));
             HASH_ADD_STR(e->flying, exec_id, f);
             atomic_fetch_add(&e->n_flying, 1);
+            running_add(e, ex->job_id, 1);
             char key[ASTER_ID_LEN + 32];
             /* One fire, one key: every attempt of it sends the same. */
             snprintf(key, sizeof(key), "%s", ex->id);
@@ -815,6 +913,7 @@ static void on_poll(uv_timer_t *t)
 
     if (e->stopping)
         return;
+    tombs_expire(e, false);
     if (aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
         if (aster_store_exec_extend(e->o.store, e->owner, now + e->o.lease_ms * 1000, &err))
             log_err(e, "cannot extend leases", &err);
@@ -1018,6 +1117,9 @@ fail_loop:
 fail:
     while (e->jobs)
         sjob_free(e, e->jobs);
+    while (e->running)
+        running_add(e, e->running->job_id, -e->running->n);
+    tombs_expire(e, true);
     aster_free(e->heap);
     if (!e->closing)
         aster_runner_free(e->runner, NULL);
@@ -1061,6 +1163,9 @@ void aster_engine_stop(aster_engine *e, int64_t grace_ms)
     pthread_join(e->thread, NULL);
     while (e->jobs)
         sjob_free(e, e->jobs);
+    while (e->running)
+        running_add(e, e->running->job_id, -e->running->n);
+    tombs_expire(e, true);
     aster_free(e->heap);
     for (inbox_item *it = e->inbox, *next; it; it = next) {
         next = it->next;

@@ -273,3 +273,14 @@ def test_make_run_serves_healthz(tmp_path):
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(10)
+
+
+def test_declared_oversized_body_refused_before_upload(server):
+    # 413 at once from Content-Length alone: no "100 Continue", no body read.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
+        c.sendall(b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n")
+        data = c.recv(4096)
+    assert data.startswith(b"HTTP/1.1 413"), data
+    assert b'"too_large"' in data
+    assert server.get("/healthz").status == 200

@@ -217,7 +217,14 @@ static int savepoint_end(sq_conn *c, int rc, aster_err *err)
         (void)run(c, SQ_RELEASE, "RELEASE w", "rolling back", NULL);
         return rc;
     }
-    return run(c, SQ_RELEASE, "RELEASE w", "releasing a savepoint", err);
+    rc = run(c, SQ_RELEASE, "RELEASE w", "releasing a savepoint", err);
+    if (rc && !sqlite3_get_autocommit(c->db)) {
+        /* Not released: undo it, so that a call reported failed leaves no
+         * change behind for the group to commit. */
+        (void)run(c, SQ_ROLLBACK_TO, "ROLLBACK TO w", "rolling back", NULL);
+        (void)run(c, SQ_RELEASE, "RELEASE w", "rolling back", NULL);
+    }
+    return rc;
 }
 
 /* Group commit.  A write (one store call, or a whole aster_store_batch) is
@@ -244,6 +251,12 @@ static int op_begin(sq_store *s, aster_err *err)
      * the loss to the group; with none, nobody waits on it: start afresh. */
     if (s->tx_open && !s->committing && sqlite3_get_autocommit(s->writer->db))
         s->tx_open = false;
+    if (!s->tx_open) {
+        /* The slot of the generation about to start must have been read
+         * by every waiter of the generation that used it before. */
+        while (s->waiting[(s->tx_gen + 1) % SQ_GROUP_RING] > 0)
+            pthread_cond_wait(&s->gcond, &s->wlock);
+    }
     if (!s->tx_open) {
         rc = run(s->writer, SQ_BEGIN, "BEGIN IMMEDIATE", "starting a write", err);
         if (!rc) {
@@ -313,6 +326,7 @@ static int op_end(sq_store *s, int rc, aster_err *err)
         pthread_mutex_unlock(&s->wlock);
         return rc ? rc : crc;
     }
+    s->waiting[gen % SQ_GROUP_RING]++;
     while (s->done_gen < gen)
         pthread_cond_wait(&s->gcond, &s->wlock);
     if (!rc && s->done_rc[gen % SQ_GROUP_RING]) {
@@ -320,6 +334,8 @@ static int op_end(sq_store *s, int rc, aster_err *err)
         if (err && !err->code)
             *err = s->done_err[gen % SQ_GROUP_RING];
     }
+    if (--s->waiting[gen % SQ_GROUP_RING] == 0)
+        pthread_cond_broadcast(&s->gcond); /* a new group may take the slot */
     pthread_mutex_unlock(&s->wlock);
     return rc;
 }

@@ -80,8 +80,8 @@ typedef struct sq_conn {
     struct sq_conn *next; /* reader free list */
 } sq_conn;
 
-/* Results of the last few group commits, kept until their waiters read
- * them; a waiter is at most one generation behind. */
+/* Results of the last few group commits, kept until their waiters have
+ * read them: a new group never reuses a slot that still has waiters. */
 #define SQ_GROUP_RING 8
 
 typedef struct sq_store {
@@ -111,8 +111,9 @@ typedef struct sq_store {
     uint64_t done_gen;          /* last generation whose commit has finished */
     int done_rc[SQ_GROUP_RING]; /* commit result by generation */
     aster_err done_err[SQ_GROUP_RING];
-    size_t group_ops;     /* operations in the open group */
-    pthread_cond_t gcond; /* with wlock: "a group has committed" */
+    int waiting[SQ_GROUP_RING]; /* waiters yet to read each slot */
+    size_t group_ops;           /* operations in the open group */
+    pthread_cond_t gcond;       /* with wlock: "a group has committed" */
 
     /* Reader connections, opened on demand up to SQ_MAX_READERS. */
     pthread_mutex_t plock;
