@@ -331,9 +331,9 @@ int aster_api_start(const aster_api_opts *opts, const aster_addr *addr, aster_ap
         /* Handlers block while their write waits for its group commit;
          * more threads than cores let more writes share one fsync. */
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = (n > 0 ? (unsigned)n : 1) * 8;
-        if (threads > 64)
-            threads = 64;
+        threads = (n > 0 ? (unsigned)n : 1) * 32;
+        if (threads > 256)
+            threads = 256;
     }
     if (addr->ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

@@ -62,7 +62,7 @@ static const setting settings[] = {
     {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL,
      ASTER_CMD_SERVE, "largest request body accepted, in bytes"},
     {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL,
-     ASTER_CMD_SERVE, "HTTP server threads (0: 8 per core, at most 64)"},
+     ASTER_CMD_SERVE, "HTTP server threads (0: 32 per core, at most 256)"},
     {"shutdown-timeout-ms", "ASTER_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_ms), "1500", 0, 600000,
      NULL, ASTER_CMD_SERVE, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
 };
