@@ -19,14 +19,14 @@
 
 /* Bind results are folded into one code: binds only fail on absurd sizes,
  * and the step that follows reports the statement's own failure. */
-static void bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
 {
     int r = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
     if (*rc == SQLITE_OK)
         *rc = r;
 }
 
-static void bind_int(sqlite3_stmt *st, int i, int64_t v, int *rc)
+void sq_bind_int(sqlite3_stmt *st, int i, int64_t v, int *rc)
 {
     int r = sqlite3_bind_int64(st, i, v);
     if (*rc == SQLITE_OK)
@@ -34,7 +34,7 @@ static void bind_int(sqlite3_stmt *st, int i, int64_t v, int *rc)
 }
 
 /* Optional time: 0 (absent) is NULL. */
-static void bind_time(sqlite3_stmt *st, int i, aster_time_us t, int *rc)
+void sq_bind_time(sqlite3_stmt *st, int i, aster_time_us t, int *rc)
 {
     int r = t ? sqlite3_bind_int64(st, i, t) : sqlite3_bind_null(st, i);
     if (*rc == SQLITE_OK)
@@ -66,8 +66,8 @@ static int corrupt(const char *table, const char *col, const char *val, aster_er
 }
 
 /* Copies an id column into a fixed buffer; NULL gives "". */
-static int col_id(sqlite3_stmt *st, int i, char out[ASTER_ID_LEN + 1], const char *table,
-                  aster_err *err)
+int sq_col_id(sqlite3_stmt *st, int i, char out[ASTER_ID_LEN + 1], const char *table,
+              aster_err *err)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
     size_t len = s ? strlen(s) : 0;
@@ -102,7 +102,7 @@ static int step_done(sq_conn *c, sqlite3_stmt *st, int bind_rc, const char *what
 }
 
 /* Grows a result array by doubling; *cap 0 means nothing allocated yet. */
-static void *grow(void *arr, size_t n, size_t *cap, size_t size)
+void *sq_grow(void *arr, size_t n, size_t *cap, size_t size)
 {
     if (n < *cap)
         return arr;
@@ -122,30 +122,30 @@ static int bind_job(sqlite3_stmt *st, const aster_job *j)
 {
     int rc = SQLITE_OK;
 
-    bind_text(st, 1, j->id, &rc);
-    bind_text(st, 2, j->name, &rc);
-    bind_text(st, 3, j->schedule, &rc);
-    bind_text(st, 4, j->timezone, &rc);
-    bind_text(st, 5, aster_delivery_name(j->delivery), &rc);
-    bind_text(st, 6, aster_target_kind_name(j->target_kind), &rc);
-    bind_text(st, 7, j->target, &rc);
-    bind_int(st, 8, j->max_retries, &rc);
-    bind_int(st, 9, j->retry_backoff_ms, &rc);
-    bind_int(st, 10, j->retry_backoff_max_ms, &rc);
-    bind_int(st, 11, j->timeout_ms, &rc);
-    bind_text(st, 12, aster_overlap_name(j->overlap), &rc);
-    bind_text(st, 13, aster_misfire_name(j->misfire), &rc);
-    bind_int(st, 14, j->misfire_grace_ms, &rc);
-    bind_int(st, 15, j->dst_gap, &rc);
-    bind_int(st, 16, j->dst_overlap, &rc);
-    bind_int(st, 17, j->paused ? 1 : 0, &rc);
-    bind_text(st, 18, j->alert_webhook, &rc);
-    bind_int(st, 19, j->alert_after_failures, &rc);
-    bind_int(st, 20, j->alert_if_no_success_ms, &rc);
-    bind_time(st, 21, j->next_fire_at, &rc);
-    bind_int(st, 22, j->created_at, &rc);
-    bind_int(st, 23, j->updated_at, &rc);
-    bind_int(st, 24, j->version, &rc);
+    sq_bind_text(st, 1, j->id, &rc);
+    sq_bind_text(st, 2, j->name, &rc);
+    sq_bind_text(st, 3, j->schedule, &rc);
+    sq_bind_text(st, 4, j->timezone, &rc);
+    sq_bind_text(st, 5, aster_delivery_name(j->delivery), &rc);
+    sq_bind_text(st, 6, aster_target_kind_name(j->target_kind), &rc);
+    sq_bind_text(st, 7, j->target, &rc);
+    sq_bind_int(st, 8, j->max_retries, &rc);
+    sq_bind_int(st, 9, j->retry_backoff_ms, &rc);
+    sq_bind_int(st, 10, j->retry_backoff_max_ms, &rc);
+    sq_bind_int(st, 11, j->timeout_ms, &rc);
+    sq_bind_text(st, 12, aster_overlap_name(j->overlap), &rc);
+    sq_bind_text(st, 13, aster_misfire_name(j->misfire), &rc);
+    sq_bind_int(st, 14, j->misfire_grace_ms, &rc);
+    sq_bind_int(st, 15, j->dst_gap, &rc);
+    sq_bind_int(st, 16, j->dst_overlap, &rc);
+    sq_bind_int(st, 17, j->paused ? 1 : 0, &rc);
+    sq_bind_text(st, 18, j->alert_webhook, &rc);
+    sq_bind_int(st, 19, j->alert_after_failures, &rc);
+    sq_bind_int(st, 20, j->alert_if_no_success_ms, &rc);
+    sq_bind_time(st, 21, j->next_fire_at, &rc);
+    sq_bind_int(st, 22, j->created_at, &rc);
+    sq_bind_int(st, 23, j->updated_at, &rc);
+    sq_bind_int(st, 24, j->version, &rc);
     return rc;
 }
 
@@ -157,7 +157,7 @@ static int read_job(sqlite3_stmt *st, aster_job *out, aster_err *err)
     int rc, delivery = 0, kind = 0, overlap = 0, misfire = 0;
 
     aster_job_init(&j);
-    if ((rc = col_id(st, 0, j.id, "jobs", err)) ||
+    if ((rc = sq_col_id(st, 0, j.id, "jobs", err)) ||
         (rc = col_enum(st, 4, aster_delivery_parse, &delivery, "jobs", err)) ||
         (rc = col_enum(st, 5, aster_target_kind_parse, &kind, "jobs", err)) ||
         (rc = col_enum(st, 11, aster_overlap_parse, &overlap, "jobs", err)) ||
@@ -298,7 +298,7 @@ int sq_job_update(aster_store *stp, const aster_job *job, int64_t expect_version
                     &st, err);
     if (!rc) {
         int b = bind_job(st, job), step;
-        bind_int(st, 25, expect_version, &b);
+        sq_bind_int(st, 25, expect_version, &b);
         step = b == SQLITE_OK ? sqlite3_step(st) : b;
         if (step != SQLITE_DONE)
             rc = job_write_err(c, step, job, err);
@@ -367,7 +367,7 @@ static int collect(sq_conn *c, sqlite3_stmt *st, read_row_fn read, size_t size,
     int rc = 0, step;
 
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        arr = grow(arr, cnt, &cap, size);
+        arr = sq_grow(arr, cnt, &cap, size);
         if ((rc = read(st, arr + cnt * size, err)))
             break;
         cnt++;
@@ -428,14 +428,14 @@ int sq_job_list(aster_store *stp, const aster_job_filter *f, aster_job **out, si
     if ((rc = sq_prepare(c, SQ_JOB_LIST + mask, sql, &st, err)))
         goto out;
     if (mask & JF_PAUSED)
-        bind_int(st, 1, f->paused, &b);
+        sq_bind_int(st, 1, f->paused, &b);
     if (mask & JF_LO)
-        bind_text(st, 2, f->name_prefix, &b);
+        sq_bind_text(st, 2, f->name_prefix, &b);
     if ((mask & JF_HI) && b == SQLITE_OK)
         b = sqlite3_bind_text(st, 3, upper, (int)ulen, SQLITE_STATIC);
     if (mask & JF_AFTER)
-        bind_text(st, 4, f->after_id, &b);
-    bind_int(st, 5, f->limit, &b);
+        sq_bind_text(st, 4, f->after_id, &b);
+    sq_bind_int(st, 5, f->limit, &b);
     if (b != SQLITE_OK) {
         rc = sq_dberr(c->db, b, "listing jobs", err);
         goto out;
@@ -488,24 +488,24 @@ static int bind_exec(sqlite3_stmt *st, const aster_exec *e)
 {
     int rc = SQLITE_OK;
 
-    bind_text(st, 1, e->id, &rc);
-    bind_text(st, 2, e->job_id, &rc);
-    bind_int(st, 3, e->scheduled_at, &rc);
-    bind_text(st, 4, aster_trigger_name(e->trigger), &rc);
-    bind_int(st, 5, e->created_at, &rc);
-    bind_text(st, 6, aster_exec_status_name(e->status), &rc);
-    bind_int(st, 7, e->attempt, &rc);
-    bind_int(st, 8, e->not_before, &rc);
-    bind_text(st, 9, e->claimed_by, &rc);
-    bind_time(st, 10, e->lease_until, &rc);
-    bind_time(st, 11, e->started_at, &rc);
-    bind_time(st, 12, e->finished_at, &rc);
+    sq_bind_text(st, 1, e->id, &rc);
+    sq_bind_text(st, 2, e->job_id, &rc);
+    sq_bind_int(st, 3, e->scheduled_at, &rc);
+    sq_bind_text(st, 4, aster_trigger_name(e->trigger), &rc);
+    sq_bind_int(st, 5, e->created_at, &rc);
+    sq_bind_text(st, 6, aster_exec_status_name(e->status), &rc);
+    sq_bind_int(st, 7, e->attempt, &rc);
+    sq_bind_int(st, 8, e->not_before, &rc);
+    sq_bind_text(st, 9, e->claimed_by, &rc);
+    sq_bind_time(st, 10, e->lease_until, &rc);
+    sq_bind_time(st, 11, e->started_at, &rc);
+    sq_bind_time(st, 12, e->finished_at, &rc);
     bind_opt(st, 13, e->duration_ms, &rc);
     bind_opt(st, 14, e->drift_ms, &rc);
     bind_opt(st, 15, e->http_status, &rc);
     bind_opt(st, 16, e->exit_code, &rc);
-    bind_text(st, 17, e->error, &rc);
-    bind_text(st, 18, e->output, &rc);
+    sq_bind_text(st, 17, e->error, &rc);
+    sq_bind_text(st, 18, e->output, &rc);
     return rc;
 }
 
@@ -515,8 +515,8 @@ static int read_exec(sqlite3_stmt *st, aster_exec *out, aster_err *err)
     int rc, trigger = 0, status = 0;
 
     aster_exec_init(&e);
-    if ((rc = col_id(st, 0, e.id, "executions", err)) ||
-        (rc = col_id(st, 1, e.job_id, "executions", err)) ||
+    if ((rc = sq_col_id(st, 0, e.id, "executions", err)) ||
+        (rc = sq_col_id(st, 1, e.job_id, "executions", err)) ||
         (rc = col_enum(st, 3, aster_trigger_parse, &trigger, "executions", err)) ||
         (rc = col_enum(st, 5, aster_exec_status_parse, &status, "executions", err)))
         return rc;
@@ -668,14 +668,14 @@ int sq_exec_list(aster_store *stp, const aster_exec_filter *f, aster_exec **out,
     if ((rc = sq_prepare(c, SQ_EXEC_LIST + mask, sql, &st, err)))
         goto out;
     if (mask & XF_JOB)
-        bind_text(st, 1, f->job_id, &b);
+        sq_bind_text(st, 1, f->job_id, &b);
     if (mask & XF_STATUS)
-        bind_text(st, 2, aster_exec_status_name((aster_exec_status)f->status), &b);
+        sq_bind_text(st, 2, aster_exec_status_name((aster_exec_status)f->status), &b);
     if (mask & XF_SINCE)
-        bind_int(st, 3, f->since, &b);
+        sq_bind_int(st, 3, f->since, &b);
     if (mask & XF_BEFORE)
-        bind_text(st, 4, f->before_id, &b);
-    bind_int(st, 5, f->limit, &b);
+        sq_bind_text(st, 4, f->before_id, &b);
+    sq_bind_int(st, 5, f->limit, &b);
     if (b != SQLITE_OK) {
         rc = sq_dberr(c->db, b, "listing executions", err);
         goto out;
@@ -704,8 +704,8 @@ int sq_job_set_next(aster_store *stp, const char *id, aster_time_us next_fire_at
     rc =
         sq_prepare(c, SQ_JOB_SET_NEXT, "UPDATE jobs SET next_fire_at = ?2 WHERE id = ?1", &st, err);
     if (!rc) {
-        bind_text(st, 1, id, &b);
-        bind_time(st, 2, next_fire_at, &b);
+        sq_bind_text(st, 1, id, &b);
+        sq_bind_time(st, 2, next_fire_at, &b);
         rc = step_done(c, st, b, "updating a job's next fire", err);
     }
     if (!rc && sqlite3_changes(c->db) == 0)
@@ -749,10 +749,10 @@ int sq_exec_claim(aster_store *stp, const char *owner, aster_time_us now, aster_
                     "RETURNING " EXEC_COLS,
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, owner, &b);
-        bind_int(st, 2, lease_until, &b);
-        bind_int(st, 3, now, &b);
-        bind_int(st, 4, (int64_t)max, &b);
+        sq_bind_text(st, 1, owner, &b);
+        sq_bind_int(st, 2, lease_until, &b);
+        sq_bind_int(st, 3, now, &b);
+        sq_bind_int(st, 4, (int64_t)max, &b);
         if (b != SQLITE_OK)
             rc = sq_dberr(c->db, b, "claiming executions", err);
     }
@@ -785,8 +785,8 @@ int sq_exec_extend(aster_store *stp, const char *owner, aster_time_us lease_unti
                     "WHERE status = 'running' AND claimed_by = ?1",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, owner, &b);
-        bind_int(st, 2, lease_until, &b);
+        sq_bind_text(st, 1, owner, &b);
+        sq_bind_int(st, 2, lease_until, &b);
         rc = step_done(c, st, b, "extending leases", err);
     }
     return sq_write_end(s, c, rc, err);
@@ -809,10 +809,10 @@ static int reclaim_step(sq_conn *c, int slot, const char *sql, const char *keep,
 
     if (rc)
         return rc;
-    bind_int(st, 1, expired_before, &b);
-    bind_text(st, 2, keep, &b);
-    bind_text(st, 3, aster_delivery_name(d), &b);
-    bind_int(st, 4, now, &b);
+    sq_bind_int(st, 1, expired_before, &b);
+    sq_bind_text(st, 2, keep, &b);
+    sq_bind_text(st, 3, aster_delivery_name(d), &b);
+    sq_bind_int(st, 4, now, &b);
     rc = step_done(c, st, b, "reclaiming executions", err);
     if (!rc)
         *count = (size_t)sqlite3_changes(c->db);
@@ -935,15 +935,15 @@ int sq_attempt_insert(aster_store *stp, const aster_attempt *a, aster_err *err)
                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, a->execution_id, &b);
-        bind_int(st, 2, a->attempt, &b);
-        bind_text(st, 3, aster_exec_status_name(a->status), &b);
-        bind_time(st, 4, a->started_at, &b);
-        bind_time(st, 5, a->finished_at, &b);
+        sq_bind_text(st, 1, a->execution_id, &b);
+        sq_bind_int(st, 2, a->attempt, &b);
+        sq_bind_text(st, 3, aster_exec_status_name(a->status), &b);
+        sq_bind_time(st, 4, a->started_at, &b);
+        sq_bind_time(st, 5, a->finished_at, &b);
         bind_opt(st, 6, a->duration_ms, &b);
         bind_opt(st, 7, a->http_status, &b);
         bind_opt(st, 8, a->exit_code, &b);
-        bind_text(st, 9, a->error, &b);
+        sq_bind_text(st, 9, a->error, &b);
         step = b == SQLITE_OK ? sqlite3_step(st) : b;
         if (step == SQLITE_CONSTRAINT_FOREIGNKEY)
             rc = aster_err_set(err, ASTER_ENOENT, "execution_id", "no execution with id '%s'",
@@ -964,7 +964,7 @@ static int read_attempt(sqlite3_stmt *st, void *out, aster_err *err)
     aster_attempt a = {.attempt = 0};
     int rc, status = 0;
 
-    if ((rc = col_id(st, 0, a.execution_id, "attempts", err)) ||
+    if ((rc = sq_col_id(st, 0, a.execution_id, "attempts", err)) ||
         (rc = col_enum(st, 2, aster_exec_status_parse, &status, "attempts", err)))
         return rc;
     a.attempt = sqlite3_column_int(st, 1);
@@ -1033,15 +1033,15 @@ int sq_alert_insert(aster_store *stp, const aster_alert *a, aster_err *err)
                     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, a->id, &b);
-        bind_text(st, 2, a->job_id, &b);
-        bind_text(st, 3, a->execution_id[0] ? a->execution_id : NULL, &b);
-        bind_text(st, 4, a->kind, &b);
-        bind_text(st, 5, a->message, &b);
-        bind_int(st, 6, a->created_at, &b);
-        bind_text(st, 7, a->delivery_state, &b);
-        bind_int(st, 8, a->delivery_attempts, &b);
-        bind_time(st, 9, a->next_delivery_at, &b);
+        sq_bind_text(st, 1, a->id, &b);
+        sq_bind_text(st, 2, a->job_id, &b);
+        sq_bind_text(st, 3, a->execution_id[0] ? a->execution_id : NULL, &b);
+        sq_bind_text(st, 4, a->kind, &b);
+        sq_bind_text(st, 5, a->message, &b);
+        sq_bind_int(st, 6, a->created_at, &b);
+        sq_bind_text(st, 7, a->delivery_state, &b);
+        sq_bind_int(st, 8, a->delivery_attempts, &b);
+        sq_bind_time(st, 9, a->next_delivery_at, &b);
         step = b == SQLITE_OK ? sqlite3_step(st) : b;
         if (step == SQLITE_CONSTRAINT_FOREIGNKEY)
             rc = aster_err_set(err, ASTER_ENOENT, "job_id", "no job with id '%s'", a->job_id);
@@ -1061,9 +1061,9 @@ static int read_alert(sqlite3_stmt *st, void *out, aster_err *err)
     int rc;
 
     aster_alert_init(&a);
-    if ((rc = col_id(st, 0, a.id, "alerts", err)) ||
-        (rc = col_id(st, 1, a.job_id, "alerts", err)) ||
-        (rc = col_id(st, 2, a.execution_id, "alerts", err)))
+    if ((rc = sq_col_id(st, 0, a.id, "alerts", err)) ||
+        (rc = sq_col_id(st, 1, a.job_id, "alerts", err)) ||
+        (rc = sq_col_id(st, 2, a.execution_id, "alerts", err)))
         return rc;
     a.kind = col_str(st, 3);
     a.message = col_str(st, 4);
@@ -1108,14 +1108,14 @@ int sq_alert_list(aster_store *stp, const aster_alert_filter *f, aster_alert **o
     if ((rc = sq_prepare(c, SQ_ALERT_LIST + mask, sql, &st, err)))
         goto out;
     if (mask & AF_JOB)
-        bind_text(st, 1, f->job_id, &b);
+        sq_bind_text(st, 1, f->job_id, &b);
     if (mask & AF_KIND)
-        bind_text(st, 2, f->kind, &b);
+        sq_bind_text(st, 2, f->kind, &b);
     if (mask & AF_SINCE)
-        bind_int(st, 3, f->since, &b);
+        sq_bind_int(st, 3, f->since, &b);
     if (mask & AF_BEFORE)
-        bind_text(st, 4, f->before_id, &b);
-    bind_int(st, 5, f->limit, &b);
+        sq_bind_text(st, 4, f->before_id, &b);
+    sq_bind_int(st, 5, f->limit, &b);
     if (b != SQLITE_OK) {
         rc = sq_dberr(c->db, b, "listing alerts", err);
         goto out;

@@ -17,52 +17,7 @@
 
 #define FIELD "store"
 
-/* ---- helpers (as in rows.c: bind results folded into one code) ----------------- */
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
-{
-    int r = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-    if (*rc == SQLITE_OK)
-        *rc = r;
-}
-
-static void bind_int(sqlite3_stmt *st, int i, int64_t v, int *rc)
-{
-    int r = sqlite3_bind_int64(st, i, v);
-    if (*rc == SQLITE_OK)
-        *rc = r;
-}
-
-/* Optional time: 0 (absent) is NULL. */
-static void bind_time(sqlite3_stmt *st, int i, aster_time_us t, int *rc)
-{
-    int r = t ? sqlite3_bind_int64(st, i, t) : sqlite3_bind_null(st, i);
-    if (*rc == SQLITE_OK)
-        *rc = r;
-}
-
-/* Copies an id column into a fixed buffer; NULL gives "". */
-static int col_id(sqlite3_stmt *st, int i, char out[ASTER_ID_LEN + 1], const char *table,
-                  aster_err *err)
-{
-    const char *s = (const char *)sqlite3_column_text(st, i);
-    size_t len = s ? strlen(s) : 0;
-
-    if (len > ASTER_ID_LEN)
-        return aster_err_set(err, ASTER_EIO, FIELD, "unreadable row in %s: %s is '%.64s'", table,
-                             sqlite3_column_name(st, i), s);
-    memcpy(out, s ? s : "", len);
-    out[len] = '\0';
-    return 0;
-}
-
-static void *grow(void *arr, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return arr;
-    *cap = *cap ? *cap * 2 : 16;
-    return aster_realloc(arr, *cap * size);
-}
+/* ---- helpers (the binding and decoding helpers are rows.c's: sqlite_int.h) ---- */
 
 /* Runs a prepared DELETE and reports the rows it removed (not counting
  * what ON DELETE CASCADE removed with them: sqlite3_changes counts the
@@ -103,16 +58,16 @@ int sq_alert_raise(aster_store *stp, const aster_alert *a, const char *dedupe_ke
                     "ON CONFLICT (job_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, a->id, &b);
-        bind_text(st, 2, a->job_id, &b);
-        bind_text(st, 3, a->execution_id[0] ? a->execution_id : NULL, &b);
-        bind_text(st, 4, a->kind, &b);
-        bind_text(st, 5, a->message, &b);
-        bind_int(st, 6, a->created_at, &b);
-        bind_text(st, 7, a->delivery_state, &b);
-        bind_int(st, 8, a->delivery_attempts, &b);
-        bind_time(st, 9, a->next_delivery_at, &b);
-        bind_text(st, 10, dedupe_key, &b);
+        sq_bind_text(st, 1, a->id, &b);
+        sq_bind_text(st, 2, a->job_id, &b);
+        sq_bind_text(st, 3, a->execution_id[0] ? a->execution_id : NULL, &b);
+        sq_bind_text(st, 4, a->kind, &b);
+        sq_bind_text(st, 5, a->message, &b);
+        sq_bind_int(st, 6, a->created_at, &b);
+        sq_bind_text(st, 7, a->delivery_state, &b);
+        sq_bind_int(st, 8, a->delivery_attempts, &b);
+        sq_bind_time(st, 9, a->next_delivery_at, &b);
+        sq_bind_text(st, 10, dedupe_key, &b);
         step = b == SQLITE_OK ? sqlite3_step(st) : b;
         if (step == SQLITE_CONSTRAINT_FOREIGNKEY)
             rc = aster_err_set(err, ASTER_ENOENT, "job_id", "no job with id '%s'", a->job_id);
@@ -134,9 +89,9 @@ static int read_alert(sqlite3_stmt *st, aster_alert *out, aster_err *err)
     int rc;
 
     aster_alert_init(&a);
-    if ((rc = col_id(st, 0, a.id, "alerts", err)) ||
-        (rc = col_id(st, 1, a.job_id, "alerts", err)) ||
-        (rc = col_id(st, 2, a.execution_id, "alerts", err)))
+    if ((rc = sq_col_id(st, 0, a.id, "alerts", err)) ||
+        (rc = sq_col_id(st, 1, a.job_id, "alerts", err)) ||
+        (rc = sq_col_id(st, 2, a.execution_id, "alerts", err)))
         return rc;
     a.kind = aster_strdup((const char *)sqlite3_column_text(st, 3));
     a.message = aster_strdup((const char *)sqlite3_column_text(st, 4));
@@ -170,10 +125,10 @@ int sq_alert_due(aster_store *stp, aster_time_us now, size_t max, aster_alert **
                     &st, err);
     if (rc)
         goto out;
-    bind_int(st, 1, now, &b);
-    bind_int(st, 2, (int64_t)max, &b);
+    sq_bind_int(st, 1, now, &b);
+    sq_bind_int(st, 2, (int64_t)max, &b);
     while (b == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        arr = grow(arr, cnt, &cap, sizeof(*arr));
+        arr = sq_grow(arr, cnt, &cap, sizeof(*arr));
         if ((rc = read_alert(st, &arr[cnt], err)))
             break;
         cnt++;
@@ -233,10 +188,10 @@ int sq_alert_set_delivery(aster_store *stp, const char *id, const char *state, i
                     "next_delivery_at = ?4 WHERE id = ?1",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, id, &b);
-        bind_text(st, 2, state, &b);
-        bind_int(st, 3, attempts, &b);
-        bind_time(st, 4, next_delivery_at, &b);
+        sq_bind_text(st, 1, id, &b);
+        sq_bind_text(st, 2, state, &b);
+        sq_bind_int(st, 3, attempts, &b);
+        sq_bind_time(st, 4, next_delivery_at, &b);
         rc = b == SQLITE_OK ? sqlite3_step(st) : b;
         rc = rc == SQLITE_DONE ? 0 : sq_dberr(c->db, rc, "updating an alert's delivery", err);
         sqlite3_reset(st);
@@ -254,8 +209,8 @@ static int read_failure(sqlite3_stmt *st, aster_exec *out, aster_err *err)
     int rc, status = aster_exec_status_parse((const char *)sqlite3_column_text(st, 2));
 
     aster_exec_init(&ex);
-    if ((rc = col_id(st, 0, ex.id, "executions", err)) ||
-        (rc = col_id(st, 1, ex.job_id, "executions", err)))
+    if ((rc = sq_col_id(st, 0, ex.id, "executions", err)) ||
+        (rc = sq_col_id(st, 1, ex.job_id, "executions", err)))
         return rc;
     if (status < 0)
         return aster_err_set(err, ASTER_EIO, FIELD, "unreadable row in executions: status");
@@ -291,11 +246,11 @@ int sq_exec_unalerted_failures(aster_store *stp, aster_time_us since, const char
                     &st, err);
     if (rc)
         goto out;
-    bind_int(st, 1, since, &b);
-    bind_text(st, 2, key_prefix, &b);
-    bind_int(st, 3, (int64_t)max, &b);
+    sq_bind_int(st, 1, since, &b);
+    sq_bind_text(st, 2, key_prefix, &b);
+    sq_bind_int(st, 3, (int64_t)max, &b);
     while (b == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        arr = grow(arr, cnt, &cap, sizeof(*arr));
+        arr = sq_grow(arr, cnt, &cap, sizeof(*arr));
         if ((rc = read_failure(st, &arr[cnt], err)))
             break;
         cnt++;
@@ -334,10 +289,10 @@ int sq_job_fail_streak(aster_store *stp, const char *job_id, int64_t max, int64_
                     &st, err);
     if (rc)
         goto out;
-    bind_text(st, 1, job_id, &b);
+    sq_bind_text(st, 1, job_id, &b);
     step = b == SQLITE_OK ? sqlite3_step(st) : b;
     if (step == SQLITE_ROW)
-        rc = col_id(st, 0, last_success_id, "executions", err);
+        rc = sq_col_id(st, 0, last_success_id, "executions", err);
     else if (step != SQLITE_DONE)
         rc = sq_dberr(c->db, step, "reading a job's last success", err);
     sqlite3_reset(st);
@@ -350,9 +305,9 @@ int sq_job_fail_streak(aster_store *stp, const char *job_id, int64_t max, int64_
                     &st, err);
     if (rc)
         goto out;
-    bind_text(st, 1, job_id, &b);
-    bind_text(st, 2, last_success_id, &b);
-    bind_int(st, 3, max, &b);
+    sq_bind_text(st, 1, job_id, &b);
+    sq_bind_text(st, 2, last_success_id, &b);
+    sq_bind_int(st, 3, max, &b);
     step = b == SQLITE_OK ? sqlite3_step(st) : b;
     if (step == SQLITE_ROW)
         *streak = sqlite3_column_int64(st, 0);
@@ -391,13 +346,13 @@ int sq_job_absent(aster_store *stp, aster_time_us now, const char *key_prefix, c
                     &st, err);
     if (rc)
         goto out;
-    bind_int(st, 1, now, &b);
-    bind_text(st, 2, after_id ? after_id : "", &b);
-    bind_text(st, 3, key_prefix, &b);
-    bind_int(st, 4, limit, &b);
+    sq_bind_int(st, 1, now, &b);
+    sq_bind_text(st, 2, after_id ? after_id : "", &b);
+    sq_bind_text(st, 3, key_prefix, &b);
+    sq_bind_int(st, 4, limit, &b);
     while (b == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        arr = grow(arr, cnt, &cap, sizeof(*arr));
-        if ((rc = col_id(st, 0, arr[cnt].job_id, "jobs", err)))
+        arr = sq_grow(arr, cnt, &cap, sizeof(*arr));
+        if ((rc = sq_col_id(st, 0, arr[cnt].job_id, "jobs", err)))
             break;
         arr[cnt].no_success_ms = sqlite3_column_int64(st, 1);
         arr[cnt].since = sqlite3_column_int64(st, 2);
@@ -438,8 +393,8 @@ int sq_prune_execs_before(aster_store *stp, aster_time_us before, size_t max, si
                     "ORDER BY created_at LIMIT ?2)",
                     &st, err);
     if (!rc) {
-        bind_int(st, 1, before, &b);
-        bind_int(st, 2, (int64_t)max, &b);
+        sq_bind_int(st, 1, before, &b);
+        sq_bind_int(st, 2, (int64_t)max, &b);
         rc = delete_rows(c, st, b, "pruning old executions", deleted, err);
     }
     return sq_write_end(s, c, rc, err);
@@ -465,9 +420,9 @@ int sq_prune_execs_keep(aster_store *stp, const char *job_id, int64_t keep, size
                     "AND status NOT IN ('pending', 'running') ORDER BY id LIMIT ?3)",
                     &st, err);
     if (!rc) {
-        bind_text(st, 1, job_id, &b);
-        bind_int(st, 2, keep - 1, &b);
-        bind_int(st, 3, (int64_t)max, &b);
+        sq_bind_text(st, 1, job_id, &b);
+        sq_bind_int(st, 2, keep - 1, &b);
+        sq_bind_int(st, 3, (int64_t)max, &b);
         rc = delete_rows(c, st, b, "pruning a job's executions", deleted, err);
     }
     return sq_write_end(s, c, rc, err);
@@ -489,8 +444,8 @@ int sq_prune_alerts_before(aster_store *stp, aster_time_us before, size_t max, s
                     "AND delivery_state <> 'pending' ORDER BY created_at LIMIT ?2)",
                     &st, err);
     if (!rc) {
-        bind_int(st, 1, before, &b);
-        bind_int(st, 2, (int64_t)max, &b);
+        sq_bind_int(st, 1, before, &b);
+        sq_bind_int(st, 2, (int64_t)max, &b);
         rc = delete_rows(c, st, b, "pruning old alerts", deleted, err);
     }
     return sq_write_end(s, c, rc, err);
@@ -509,7 +464,7 @@ int sq_exec_max_id(aster_store *stp, char out[ASTER_ID_LEN + 1], aster_err *err)
     if (!rc) {
         step = sqlite3_step(st);
         if (step == SQLITE_ROW)
-            rc = col_id(st, 0, out, "executions", err); /* NULL: "" */
+            rc = sq_col_id(st, 0, out, "executions", err); /* NULL: "" */
         else
             rc = sq_dberr(c->db, step, "reading the newest execution", err);
         sqlite3_reset(st);
@@ -545,12 +500,12 @@ int sq_exec_jobs_after(aster_store *stp, const char *since_id, const char *after
     if (rc)
         goto out;
     if (since_id)
-        bind_text(st, 1, since_id, &b);
-    bind_text(st, 2, after_job ? after_job : "", &b);
-    bind_int(st, 3, limit, &b);
+        sq_bind_text(st, 1, since_id, &b);
+    sq_bind_text(st, 2, after_job ? after_job : "", &b);
+    sq_bind_int(st, 3, limit, &b);
     arr = aster_malloc((size_t)limit * w);
     while (b == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = col_id(st, 0, arr + cnt * w, "executions", err)))
+        if ((rc = sq_col_id(st, 0, arr + cnt * w, "executions", err)))
             break;
         cnt++;
     }

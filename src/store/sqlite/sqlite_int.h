@@ -163,6 +163,16 @@ int sq_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
 int sq_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until, aster_err *err);
 int sq_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
                     aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+/* Binding and decoding helpers shared by rows.c and rows_retention.c
+ * (rows.c).  Bind results are folded into *rc: binds only fail on absurd
+ * sizes, and the step that follows reports the statement's own failure. */
+void sq_bind_text(sqlite3_stmt *st, int i, const char *s, int *rc);
+void sq_bind_int(sqlite3_stmt *st, int i, int64_t v, int *rc);
+void sq_bind_time(sqlite3_stmt *st, int i, aster_time_us t, int *rc); /* 0 is NULL */
+int sq_col_id(sqlite3_stmt *st, int i, char out[ASTER_ID_LEN + 1], const char *table,
+              aster_err *err);
+void *sq_grow(void *arr, size_t n, size_t *cap, size_t size);
+
 int sq_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 int sq_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
 int sq_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err);
