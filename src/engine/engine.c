@@ -1029,10 +1029,12 @@ static int load_all(aster_engine *e, aster_err *err)
         int rc = aster_store_job_list(e->o.store, &f, &jobs, &n, err);
         if (rc)
             return rc;
-        for (size_t i = 0; i < n; i++)
-            job_load(e, jobs[i].id);
         if (n)
             memcpy(cursor, jobs[n - 1].id, sizeof(cursor));
+        /* The listed jobs are the store's: take them as they are, rather
+         * than reading each one again (job_apply takes their strings). */
+        for (size_t i = 0; i < n; i++)
+            job_apply(e, &jobs[i], true);
         aster_store_free_jobs(jobs, n);
         if (n < ASTER_STORE_MAX_PAGE)
             return 0;

@@ -843,81 +843,57 @@ int sq_exec_reclaim(aster_store *stp, const char *keep_owner, aster_time_us expi
     return sq_write_end(s, c, rc, err);
 }
 
-int sq_exec_next_due(aster_store *stp, aster_time_us *out, aster_err *err)
+int sq_read_int64(sq_store *s, int slot, const char *sql, const char *text, int64_t num,
+                  const char *what, int64_t *out, aster_err *err)
 {
-    sq_store *s = (sq_store *)stp;
     sqlite3_stmt *st;
     sq_conn *c;
-    int rc = sq_read_begin(s, &c, err), step;
+    int rc = sq_read_begin(s, &c, err), b = SQLITE_OK, step;
 
     if (rc)
         return rc;
-    /* 0 means "none", so a row due at 0 (the epoch: at once) reads as 1.
-     * max() of NULL is NULL: no pending row stays 0. */
-    rc = sq_prepare(c, SQ_EXEC_NEXT_DUE,
-                    "SELECT max(min(not_before), 1) FROM executions INDEXED BY executions_queue "
-                    "WHERE status = 'pending'",
-                    &st, err);
+    rc = sq_prepare(c, slot, sql, &st, err);
     if (!rc) {
-        step = sqlite3_step(st);
+        if (sqlite3_bind_parameter_count(st) > 0) {
+            if (text)
+                sq_bind_text(st, 1, text, &b);
+            else
+                sq_bind_int(st, 1, num, &b);
+        }
+        step = b == SQLITE_OK ? sqlite3_step(st) : b;
         if (step == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0);
+            *out = sqlite3_column_int64(st, 0); /* NULL reads as 0 */
         else
-            rc = sq_dberr(c->db, step, "reading the queue", err);
+            rc = sq_dberr(c->db, step, what, err);
         sqlite3_reset(st);
     }
     sq_read_end(s, c);
     return rc;
+}
+
+int sq_exec_next_due(aster_store *stp, aster_time_us *out, aster_err *err)
+{
+    /* 0 means "none", so a row due at 0 (the epoch: at once) reads as 1.
+     * max() of NULL is NULL: no pending row stays 0. */
+    return sq_read_int64((sq_store *)stp, SQ_EXEC_NEXT_DUE,
+                         "SELECT max(min(not_before), 1) FROM executions "
+                         "INDEXED BY executions_queue WHERE status = 'pending'",
+                         NULL, 0, "reading the queue", out, err);
 }
 
 int sq_exec_count(aster_store *stp, const char *status, int64_t *out, aster_err *err)
 {
-    sq_store *s = (sq_store *)stp;
-    sqlite3_stmt *st;
-    sq_conn *c;
-    int rc = sq_read_begin(s, &c, err), step;
-
-    if (rc)
-        return rc;
-    rc =
-        sq_prepare(c, SQ_EXEC_COUNT, "SELECT count(*) FROM executions WHERE status = ?1", &st, err);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-        step = sqlite3_step(st);
-        if (step == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0);
-        else
-            rc = sq_dberr(c->db, step, "counting executions", err);
-        sqlite3_reset(st);
-    }
-    sq_read_end(s, c);
-    return rc;
+    return sq_read_int64((sq_store *)stp, SQ_EXEC_COUNT,
+                         "SELECT count(*) FROM executions WHERE status = ?1", status, 0,
+                         "counting executions", out, err);
 }
 
 int sq_queue_depth(aster_store *stp, aster_time_us now, int64_t *out, aster_err *err)
 {
-    sq_store *s = (sq_store *)stp;
-    sqlite3_stmt *st;
-    sq_conn *c;
-    int rc = sq_read_begin(s, &c, err), step;
-
-    if (rc)
-        return rc;
-    rc = sq_prepare(c, SQ_QUEUE_DEPTH,
-                    "SELECT count(*) FROM executions INDEXED BY executions_queue "
-                    "WHERE status = 'pending' AND not_before <= ?1",
-                    &st, err);
-    if (!rc) {
-        sqlite3_bind_int64(st, 1, now);
-        step = sqlite3_step(st);
-        if (step == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0);
-        else
-            rc = sq_dberr(c->db, step, "reading the queue", err);
-        sqlite3_reset(st);
-    }
-    sq_read_end(s, c);
-    return rc;
+    return sq_read_int64((sq_store *)stp, SQ_QUEUE_DEPTH,
+                         "SELECT count(*) FROM executions INDEXED BY executions_queue "
+                         "WHERE status = 'pending' AND not_before <= ?1",
+                         NULL, now, "reading the queue", out, err);
 }
 
 int sq_attempt_insert(aster_store *stp, const aster_attempt *a, aster_err *err)

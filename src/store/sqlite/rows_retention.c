@@ -149,28 +149,11 @@ out:
 
 int sq_alert_next_due(aster_store *stp, aster_time_us *out, aster_err *err)
 {
-    sq_store *s = (sq_store *)stp;
-    sqlite3_stmt *st;
-    sq_conn *c;
-    int rc = sq_read_begin(s, &c, err), step;
-
-    if (rc)
-        return rc;
     /* 0 means "none": a row due at once (NULL or 0) reads as 1. */
-    rc = sq_prepare(c, SQ_ALERT_NEXT_DUE,
-                    "SELECT max(min(coalesce(next_delivery_at, 1)), 1) FROM alerts "
-                    "INDEXED BY alerts_delivery WHERE delivery_state = 'pending'",
-                    &st, err);
-    if (!rc) {
-        step = sqlite3_step(st);
-        if (step == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0); /* NULL (no row) reads as 0 */
-        else
-            rc = sq_dberr(c->db, step, "reading the alert queue", err);
-        sqlite3_reset(st);
-    }
-    sq_read_end(s, c);
-    return rc;
+    return sq_read_int64((sq_store *)stp, SQ_ALERT_NEXT_DUE,
+                         "SELECT max(min(coalesce(next_delivery_at, 1)), 1) FROM alerts "
+                         "INDEXED BY alerts_delivery WHERE delivery_state = 'pending'",
+                         NULL, 0, "reading the alert queue", out, err);
 }
 
 int sq_alert_set_delivery(aster_store *stp, const char *id, const char *state, int32_t attempts,
