@@ -921,7 +921,7 @@ static void on_poll(uv_timer_t *t)
     }
     size_t retried = 0, failed = 0;
     aster_err_clear(&err);
-    if (aster_store_exec_reclaim(e->o.store, e->owner, now, now, &retried, &failed, &err))
+    if (aster_store_exec_reclaim(e->o.store, e->owner, now, 0, now, &retried, &failed, &err))
         log_err(e, "cannot reclaim expired leases", &err);
     else if (retried || failed) {
         for (size_t i = 0; i < failed; i++)
@@ -1083,7 +1083,7 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
     aster_time_us now = aster_time_now();
     aster_time_us expired_before =
         aster_store_caps(e->o.store) & ASTER_STORE_CAP_SHARED ? now : INT64_MAX;
-    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, now, &retried, &failed, err);
+    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, 0, now, &retried, &failed, err);
     if (rc)
         goto fail_loop;
     if (retried || failed) {

@@ -386,14 +386,15 @@ int aster_store_exec_extend(aster_store *st, const char *owner, aster_time_us le
 }
 
 int aster_store_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                             aster_time_us now, size_t *retried, size_t *failed, aster_err *err)
+                             aster_time_us dead_before, aster_time_us now, size_t *retried,
+                             size_t *failed, aster_err *err)
 {
     size_t r = 0, f = 0;
     int rc;
 
     if (!st)
         return no_handle(err);
-    rc = st->ops->exec_reclaim(st, keep_owner, expired_before, now, &r, &f, err);
+    rc = st->ops->exec_reclaim(st, keep_owner, expired_before, dead_before, now, &r, &f, err);
     if (rc)
         return rc;
     if (retried)
@@ -702,4 +703,90 @@ int aster_store_exec_jobs_after(aster_store *st, const char *since_id, const cha
         return rc;
     return st->ops->exec_jobs_after(st, since_id && *since_id ? since_id : NULL,
                                     after_job && *after_job ? after_job : NULL, limit, ids, n, err);
+}
+
+int aster_store_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *err)
+{
+    int rc;
+
+    if (!st || !out)
+        return no_handle(err);
+    *out = 0;
+    if ((rc = check_str(job_id, "job_id", err)))
+        return rc;
+    return st->ops->job_busy(st, job_id, out, err);
+}
+
+/* ---- coordination ---------------------------------------------------------- */
+
+int aster_store_node_heartbeat(aster_store *st, const char *node, const char *role,
+                               aster_time_us at, aster_err *err)
+{
+    int rc;
+
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_str(node, "node", err)) || (rc = check_str(role, "role", err)))
+        return rc;
+    return st->ops->node_heartbeat(st, node, role, at, err);
+}
+
+int aster_store_leader_acquire(aster_store *st, const char *node, aster_time_us now,
+                               aster_time_us lease_until, int64_t *token, aster_err *err)
+{
+    int rc;
+
+    if (!st || !token)
+        return no_handle(err);
+    *token = 0;
+    if ((rc = check_str(node, "node", err)))
+        return rc;
+    return st->ops->leader_acquire(st, node, now, lease_until, token, err);
+}
+
+int aster_store_leader_release(aster_store *st, const char *node, int64_t token, aster_err *err)
+{
+    int rc;
+
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_str(node, "node", err)))
+        return rc;
+    return st->ops->leader_release(st, node, token, err);
+}
+
+int aster_store_leader_fence(aster_store *st, int64_t token, aster_err *err)
+{
+    if (!st)
+        return no_handle(err);
+    return st->ops->leader_fence(st, token, err);
+}
+
+int aster_store_listen(aster_store *st, aster_store_listener **out, aster_err *err)
+{
+    if (!st || !out)
+        return no_handle(err);
+    if (!st->ops->listen)
+        return aster_err_set(err, ASTER_EINVAL, "store",
+                             "the %s store cannot notify other processes", st->ops->name);
+    return st->ops->listen(st, out, err);
+}
+
+int aster_store_listener_fd(const aster_store_listener *l)
+{
+    return l ? l->ops->listener_fd(l) : -1;
+}
+
+int aster_store_listener_read(aster_store_listener *l, aster_store_event_fn fn, void *arg,
+                              aster_err *err)
+{
+    if (!l || !fn)
+        return no_handle(err);
+    return l->ops->listener_read(l, fn, arg, err);
+}
+
+void aster_store_listener_close(aster_store_listener *l)
+{
+    if (l)
+        l->ops->listener_close(l);
 }

@@ -172,13 +172,19 @@ int aster_store_exec_extend(aster_store *st, const char *owner, aster_time_us le
                             aster_err *err);
 
 /* Takes back running executions not claimed by `keep_owner` (NULL: any)
- * whose lease ends before `expired_before`: ATLEAST_ONCE ones become pending
- * again with attempt + 1 (not_before = now); ATMOST_ONCE ones become failed
- * with the error "lost: executor died".  Counts go to *retried / *failed
- * (may be NULL). */
+ * whose lease ends before `expired_before`, or whose claimer is a node
+ * (aster_store_node_heartbeat) last heard of before `dead_before` (0: no
+ * such test): ATLEAST_ONCE ones become pending again with attempt + 1
+ * (not_before = now); ATMOST_ONCE ones become failed with the error "lost:
+ * executor died".  Counts go to *retried / *failed (may be NULL). */
 ASTER_MUST_CHECK
 int aster_store_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                             aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+                             aster_time_us dead_before, aster_time_us now, size_t *retried,
+                             size_t *failed, aster_err *err);
+
+/* Executions of `job_id` pending or running now, in all processes (the
+ * scheduler's overlap test when other processes run the work). */
+int aster_store_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *err);
 
 /* The earliest not_before of a pending execution, or 0 when none. */
 int aster_store_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
@@ -225,6 +231,65 @@ ASTER_MUST_CHECK
 int aster_store_alert_list(aster_store *st, const aster_alert_filter *f, aster_alert **out,
                            size_t *n, aster_err *err);
 void aster_store_free_alerts(aster_alert *alerts, size_t n);
+
+/* ---- coordination between processes ------------------------------------------
+ *
+ * Times are the callers' wall clocks: processes sharing a database must
+ * keep their clocks in step (NTP); skew eats into the leases below. */
+
+/* Records that `node` (the owner name it claims executions with) is alive
+ * at `at`; `role` is free text for operators.  `at` = 0 declares it gone
+ * (a graceful stop), so that what it still holds is taken back at once.
+ * Nodes silent for a day and holding nothing are forgotten. */
+ASTER_MUST_CHECK
+int aster_store_node_heartbeat(aster_store *st, const char *node, const char *role,
+                               aster_time_us at, aster_err *err);
+
+/* Leadership of the scheduler: one holder at a time, for a lease.  Takes
+ * it for `node` until `lease_until` when it is free or its lease ended
+ * before `now`, or renews it when `node` holds it.  *token is the fencing
+ * token of `node`'s term (renewing keeps it; a new term, also one taken
+ * back by the same node after its lease ran out, gets the last token + 1),
+ * or 0 when another node holds the lease. */
+ASTER_MUST_CHECK
+int aster_store_leader_acquire(aster_store *st, const char *node, aster_time_us now,
+                               aster_time_us lease_until, int64_t *token, aster_err *err);
+
+/* Gives the lease up at once (a graceful stop), if `token` is still the
+ * current term. */
+ASTER_MUST_CHECK
+int aster_store_leader_release(aster_store *st, const char *node, int64_t token, aster_err *err);
+
+/* The fencing check: ASTER_ECONFLICT unless `token` is the current term.
+ * Call it first inside a batch (aster_store_batch): it also holds the
+ * leadership row until the batch commits, so that no new term can begin
+ * between the check and the commit.  A leader that was paused or cut off
+ * past its lease can therefore never commit a write. */
+ASTER_MUST_CHECK
+int aster_store_leader_fence(aster_store *st, int64_t token, aster_err *err);
+
+/* Notifications from other processes (backends with
+ * ASTER_STORE_CAP_NOTIFY): a connection of its own whose descriptor the
+ * caller polls for reading.  Every committed change of a job (created,
+ * updated, paused, resumed, deleted; not the scheduler's next_fire_at)
+ * announces the job's id; every execution that becomes pending announces
+ * itself without an id.  Announcements are hints: some may be lost while
+ * the connection is down, so a listener resynchronises after it opens
+ * again. */
+typedef struct aster_store_listener aster_store_listener; /* opaque */
+typedef enum { ASTER_STORE_EV_JOB = 1, ASTER_STORE_EV_EXEC = 2 } aster_store_event;
+typedef void (*aster_store_event_fn)(void *arg, aster_store_event ev, const char *job_id);
+
+/* ASTER_EINVAL (field "store") when the backend cannot notify;
+ * ASTER_EUNAVAIL when the database cannot be reached. */
+ASTER_MUST_CHECK
+int aster_store_listen(aster_store *st, aster_store_listener **out, aster_err *err);
+int aster_store_listener_fd(const aster_store_listener *l);
+/* Reads what arrived, without blocking, and calls fn for each event.
+ * ASTER_EUNAVAIL when the connection is lost: close and listen again. */
+int aster_store_listener_read(aster_store_listener *l, aster_store_event_fn fn, void *arg,
+                              aster_err *err);
+void aster_store_listener_close(aster_store_listener *l); /* NULL is a no-op */
 
 /* ---- batches ---------------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
  * same tables and meaning on SQLite and PostgreSQL, so that
  * aster_store_latest_version() needs no handle.  A backend asserts at
  * compile time that its migration list has this many entries. */
-#define ASTER_STORE_SCHEMA_VERSION 2
+#define ASTER_STORE_SCHEMA_VERSION 3
 
 struct aster_store_ops {
     const char *name; /* "sqlite" (static) */
@@ -59,7 +59,9 @@ struct aster_store_ops {
     int (*exec_extend)(aster_store *st, const char *owner, aster_time_us lease_until,
                        aster_err *err);
     int (*exec_reclaim)(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                        aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+                        aster_time_us dead_before, aster_time_us now, size_t *retried,
+                        size_t *failed, aster_err *err);
+    int (*job_busy)(aster_store *st, const char *job_id, int64_t *out, aster_err *err);
     int (*exec_next_due)(aster_store *st, aster_time_us *out, aster_err *err);
     int (*queue_depth)(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
     int (*exec_count)(aster_store *st, const char *status, int64_t *out, aster_err *err);
@@ -97,6 +99,25 @@ struct aster_store_ops {
     int (*exec_max_id)(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err);
     int (*exec_jobs_after)(aster_store *st, const char *since_id, const char *after_job, int limit,
                            char **ids, size_t *n, aster_err *err);
+
+    /* coordination between processes */
+    int (*node_heartbeat)(aster_store *st, const char *node, const char *role, aster_time_us at,
+                          aster_err *err);
+    int (*leader_acquire)(aster_store *st, const char *node, aster_time_us now,
+                          aster_time_us lease_until, int64_t *token, aster_err *err);
+    int (*leader_release)(aster_store *st, const char *node, int64_t token, aster_err *err);
+    int (*leader_fence)(aster_store *st, int64_t token, aster_err *err);
+    /* NULL without ASTER_STORE_CAP_NOTIFY. */
+    int (*listen)(aster_store *st, aster_store_listener **out, aster_err *err);
+    int (*listener_fd)(const aster_store_listener *l);
+    int (*listener_read)(aster_store_listener *l, aster_store_event_fn fn, void *arg,
+                         aster_err *err);
+    void (*listener_close)(aster_store_listener *l);
+};
+
+/* The common head of every backend's listener (first member). */
+struct aster_store_listener {
+    const struct aster_store_ops *ops;
 };
 
 /* The common head of every backend's handle (first member). */

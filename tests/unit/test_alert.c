@@ -523,7 +523,7 @@ static void test_lost_found_by_scan(void **state)
     e.lease_until = now - ASTER_US_PER_SEC;
     e.scheduled_at = e.not_before = e.created_at = e.started_at = now - 10 * ASTER_US_PER_SEC;
     assert_int_equal(aster_store_exec_insert(st, &e, 1, NULL, &err), 0);
-    assert_int_equal(aster_store_exec_reclaim(st, NULL, now, now, NULL, &failed, &err), 0);
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, now, 0, now, NULL, &failed, &err), 0);
     assert_int_equal(failed, 1);
 
     a = start_alerter(st, NULL, NULL, NULL, NULL, 0, 0);

@@ -982,7 +982,8 @@ static void test_claim_extend_reclaim(void **state)
 
     /* At now+20s w2's lease (ex[1], ATMOST_ONCE) has run out; w1's has not. */
     const aster_time_us later = now + 20 * ASTER_US_PER_SEC;
-    assert_int_equal(aster_store_exec_reclaim(st, "w1", later, later, &retried, &failed, &err), 0);
+    assert_int_equal(aster_store_exec_reclaim(st, "w1", later, 0, later, &retried, &failed, &err),
+                     0);
     assert_int_equal(retried, 0);
     assert_int_equal(failed, 1);
     assert_int_equal(aster_store_exec_get(st, ex[1].id, &one, &err), 0);
@@ -995,8 +996,8 @@ static void test_claim_extend_reclaim(void **state)
     aster_exec_fini(&one);
 
     /* A restart takes back everything, its own included. */
-    assert_int_equal(aster_store_exec_reclaim(st, NULL, INT64_MAX, later, &retried, &failed, &err),
-                     0);
+    assert_int_equal(
+        aster_store_exec_reclaim(st, NULL, INT64_MAX, 0, later, &retried, &failed, &err), 0);
     assert_int_equal(retried, 1); /* ex[0] */
     assert_int_equal(failed, 1);  /* ex[2] */
     assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
@@ -1017,7 +1018,7 @@ static void test_claim_extend_reclaim(void **state)
     assert_int_equal(got[1].attempt, 2);
     assert_int_equal(got[1].drift_ms, 2000);
     aster_store_free_execs(got, n);
-    assert_int_equal(aster_store_exec_reclaim(st, NULL, later, later, NULL, NULL, &err), 0);
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, later, 0, later, NULL, NULL, &err), 0);
     assert_int_equal(aster_store_exec_claim(st, "", now, now, 1, &got, &n, &err), ASTER_EINVAL);
     assert_string_equal(err.field, "owner");
     aster_store_close(st);
@@ -1690,6 +1691,175 @@ static void test_concurrent(void **state)
     aster_store_close(c.st);
 }
 
+/* Nodes, leadership and fencing, the scheduler's overlap count, and (on
+ * backends that have them) notifications. */
+static int fence_then_insert(aster_store *st, void *arg, aster_err *err)
+{
+    const aster_exec *ex = ((const aster_exec **)arg)[0];
+    int64_t token = *((const int64_t **)arg)[1];
+    int rc = aster_store_leader_fence(st, token, err);
+    if (!rc)
+        rc = aster_store_exec_insert(st, ex, 1, NULL, err);
+    return rc;
+}
+
+struct events {
+    int jobs, execs;
+    char last_job[ASTER_ID_LEN + 1];
+};
+
+static void on_event(void *arg, aster_store_event ev, const char *job_id)
+{
+    struct events *x = arg;
+    if (ev == ASTER_STORE_EV_JOB) {
+        x->jobs++;
+        snprintf(x->last_job, sizeof(x->last_job), "%s", job_id ? job_id : "");
+    } else {
+        x->execs++;
+    }
+}
+
+static void test_coordination(void **state)
+{
+    aster_store *st = open_db("coord");
+    const aster_time_us now = 1000 * ASTER_US_PER_SEC, s = ASTER_US_PER_SEC;
+    char job[ASTER_ID_LEN + 1];
+    aster_exec ex[3], *got = NULL, one;
+    aster_err err = {0};
+    int64_t token = -1, t2 = -1, busy = -1;
+    size_t n = 0, retried = 0, failed = 0;
+
+    (void)state;
+    insert_job(st, "coord", false, job);
+
+    /* Leadership: the first taker gets token 1 and renews it; another
+     * waits for the lease to end and then gets a new term. */
+    assert_int_equal(aster_store_leader_acquire(st, "a", now, now + 5 * s, &token, &err), 0);
+    assert_int_equal(token, 1);
+    assert_int_equal(aster_store_leader_acquire(st, "b", now + s, now + 6 * s, &t2, &err), 0);
+    assert_int_equal(t2, 0);
+    assert_int_equal(aster_store_leader_acquire(st, "a", now + 2 * s, now + 7 * s, &token, &err),
+                     0);
+    assert_int_equal(token, 1);
+    assert_int_equal(aster_store_leader_acquire(st, "b", now + 6 * s, now + 11 * s, &t2, &err), 0);
+    assert_int_equal(t2, 0); /* a's renewed lease runs to now+7s */
+    assert_int_equal(aster_store_leader_acquire(st, "b", now + 8 * s, now + 13 * s, &t2, &err), 0);
+    assert_int_equal(t2, 2);
+    assert_int_equal(aster_store_leader_acquire(st, "a", now + 9 * s, now + 14 * s, &token, &err),
+                     0);
+    assert_int_equal(token, 0); /* a lost it */
+
+    /* Fencing: the old term's batch changes nothing; the new one's commits. */
+    make_exec(&ex[0], job, now, ASTER_TRIGGER_SCHEDULE);
+    {
+        int64_t stale = 1;
+        const void *arg[2] = {&ex[0], &stale};
+        assert_int_equal(aster_store_batch(st, fence_then_insert, arg, &err), ASTER_ECONFLICT);
+        assert_string_equal(err.field, "token");
+        aster_err_clear(&err);
+        aster_exec_init(&one);
+        assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), ASTER_ENOENT);
+        aster_err_clear(&err);
+        arg[1] = &t2;
+        assert_int_equal(aster_store_batch(st, fence_then_insert, arg, &err), 0);
+        assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
+        aster_exec_fini(&one);
+    }
+    /* Release ends the term at once: the next taker gets token 3; a
+     * release with a stale token does nothing. */
+    assert_int_equal(aster_store_leader_release(st, "b", 1, &err), 0);
+    assert_int_equal(aster_store_leader_acquire(st, "a", now + 9 * s, now + 14 * s, &token, &err),
+                     0);
+    assert_int_equal(token, 0);
+    assert_int_equal(aster_store_leader_release(st, "b", 2, &err), 0);
+    assert_int_equal(aster_store_leader_acquire(st, "a", now + 9 * s, now + 14 * s, &token, &err),
+                     0);
+    assert_int_equal(token, 3);
+    /* The same node back after its lease ran out starts a new term. */
+    assert_int_equal(aster_store_leader_acquire(st, "a", now + 20 * s, now + 25 * s, &token, &err),
+                     0);
+    assert_int_equal(token, 4);
+
+    /* Overlap count: pending and running, not finished. */
+    make_exec(&ex[1], job, now + s, ASTER_TRIGGER_SCHEDULE);
+    make_exec(&ex[2], job, now + 2 * s, ASTER_TRIGGER_SCHEDULE);
+    ex[2].status = ASTER_EXEC_SUCCEEDED;
+    assert_int_equal(aster_store_exec_insert(st, &ex[1], 2, NULL, &err), 0);
+    assert_int_equal(aster_store_job_busy(st, job, &busy, &err), 0);
+    assert_int_equal(busy, 2);
+
+    /* Heartbeats: w1 claims both pending executions, then falls silent;
+     * w2 is alive.  Leases are long: only the heartbeat can tell. */
+    assert_int_equal(aster_store_node_heartbeat(st, "w1", "worker", now, &err), 0);
+    assert_int_equal(aster_store_node_heartbeat(st, "w2", "worker", now, &err), 0);
+    assert_int_equal(
+        aster_store_exec_claim(st, "w1", now + 3 * s, now + 600 * s, 10, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    aster_store_free_execs(got, n);
+    assert_int_equal(aster_store_node_heartbeat(st, "w2", "worker", now + 10 * s, &err), 0);
+    /* dead_before now+5s: w1 (heard at now) is dead, w2 (now+10s) is not. */
+    assert_int_equal(aster_store_exec_reclaim(st, "w2", now + 10 * s, now + 5 * s, now + 10 * s,
+                                              &retried, &failed, &err),
+                     0);
+    assert_int_equal(retried, 2);
+    assert_int_equal(failed, 0);
+    assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
+    assert_int_equal(one.status, ASTER_EXEC_PENDING);
+    assert_int_equal(one.attempt, 2);
+    aster_exec_fini(&one);
+    /* A node that says it is gone (at 0) is dead at once. */
+    assert_int_equal(
+        aster_store_exec_claim(st, "w2", now + 11 * s, now + 600 * s, 10, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    aster_store_free_execs(got, n);
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, now + 11 * s, now + 5 * s, now + 11 * s,
+                                              &retried, NULL, &err),
+                     0);
+    assert_int_equal(retried, 0);
+    assert_int_equal(aster_store_node_heartbeat(st, "w2", "worker", 0, &err), 0);
+    assert_int_equal(aster_store_exec_reclaim(st, NULL, now + 11 * s, now + 5 * s, now + 11 * s,
+                                              &retried, NULL, &err),
+                     0);
+    assert_int_equal(retried, 2);
+    assert_int_equal(aster_store_node_heartbeat(st, "", "worker", now, &err), ASTER_EINVAL);
+    aster_err_clear(&err);
+
+    /* Notifications: a user's change of a job and a new pending execution
+     * are announced; the scheduler's next_fire_at is not. */
+    if (aster_store_caps(st) & ASTER_STORE_CAP_NOTIFY) {
+        aster_store_listener *l = NULL;
+        struct events x = {0};
+        aster_job j;
+        assert_int_equal(aster_store_listen(st, &l, &err), 0);
+        assert_true(aster_store_listener_fd(l) >= 0);
+        aster_job_init(&j);
+        assert_int_equal(aster_store_job_get(st, job, &j, &err), 0);
+        j.version++;
+        assert_int_equal(aster_store_job_update(st, &j, 0, &err), 0);
+        aster_job_fini(&j);
+        assert_int_equal(aster_store_job_set_next(st, job, now, &err), 0);
+        aster_exec trig;
+        make_exec(&trig, job, now, ASTER_TRIGGER_MANUAL);
+        assert_int_equal(aster_store_exec_insert(st, &trig, 1, NULL, &err), 0);
+        for (int i = 0; i < 200 && (x.jobs < 1 || x.execs < 1); i++) {
+            assert_int_equal(aster_store_listener_read(l, on_event, &x, &err), 0);
+            usleep(10000);
+        }
+        usleep(100000); /* anything more would have arrived by now */
+        assert_int_equal(aster_store_listener_read(l, on_event, &x, &err), 0);
+        assert_int_equal(x.jobs, 1);
+        assert_string_equal(x.last_job, job);
+        assert_int_equal(x.execs, 1);
+        aster_store_listener_close(l);
+    } else {
+        aster_store_listener *l = NULL;
+        assert_int_equal(aster_store_listen(st, &l, &err), ASTER_EINVAL);
+        assert_null(l);
+        aster_err_clear(&err);
+    }
+    aster_store_close(st);
+}
+
 /* The cases every backend passes. */
 #define STORE_CASES                                                                                \
     cmocka_unit_test(test_open_migrate_reopen), cmocka_unit_test(test_newer_schema_refused),       \
@@ -1699,7 +1869,8 @@ static void test_concurrent(void **state)
         cmocka_unit_test(test_claim_extend_reclaim), cmocka_unit_test(test_attempts),              \
         cmocka_unit_test(test_alerts), cmocka_unit_test(test_alert_delivery),                      \
         cmocka_unit_test(test_alert_scans), cmocka_unit_test(test_retention),                      \
-        cmocka_unit_test(test_batch), cmocka_unit_test(test_concurrent)
+        cmocka_unit_test(test_batch), cmocka_unit_test(test_concurrent),                           \
+        cmocka_unit_test(test_coordination)
 
 #ifndef STORE_TEST_PG
 int main(void)

@@ -289,7 +289,7 @@ static int simple(pg_conn *c, const char *sql, const char *what, aster_err *err)
 
 /* ---- connections -------------------------------------------------------------------- */
 
-static void conn_close(pg_conn *c)
+void pg_conn_close(pg_conn *c)
 {
     if (!c)
         return;
@@ -313,7 +313,7 @@ static void ignore_notice(void *arg, const char *msg)
     (void)msg;
 }
 
-static int conn_open(const pg_store *s, pg_conn **out, aster_err *err)
+int pg_conn_open(const pg_store *s, pg_conn **out, aster_err *err)
 {
     /* Defaults before the URL ("dbname", expanded): the URL's own settings
      * win. */
@@ -326,7 +326,7 @@ static int conn_open(const pg_store *s, pg_conn **out, aster_err *err)
     c->db = PQconnectdbParams(keys, vals, 1);
     if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
         rc = unreachable(c->db, err);
-        conn_close(c);
+        pg_conn_close(c);
         return rc;
     }
     PQsetNoticeProcessor(c->db, ignore_notice, NULL);
@@ -380,7 +380,7 @@ static int acquire(pg_store *s, pg_conn **out, bool *pinned, aster_err *err)
     }
     s->nconns++; /* reserve the slot; connect outside the lock */
     pthread_mutex_unlock(&s->lock);
-    rc = conn_open(s, &c, err);
+    rc = pg_conn_open(s, &c, err);
     if (rc) {
         pthread_mutex_lock(&s->lock);
         s->nconns--;
@@ -721,7 +721,7 @@ static void pg_close(aster_store *st)
     while (s->idle) {
         pg_conn *c = s->idle;
         s->idle = c->next;
-        conn_close(c);
+        pg_conn_close(c);
         s->nconns--;
     }
     /* Closing while another thread still runs a call is the caller's bug. */
@@ -811,6 +811,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .exec_claim = pg_exec_claim,
     .exec_extend = pg_exec_extend,
     .exec_reclaim = pg_exec_reclaim,
+    .job_busy = pg_job_busy,
     .exec_next_due = pg_exec_next_due,
     .queue_depth = pg_queue_depth,
     .exec_count = pg_exec_count,
@@ -831,4 +832,12 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .prune_alerts_before = pg_prune_alerts_before,
     .exec_max_id = pg_exec_max_id,
     .exec_jobs_after = pg_exec_jobs_after,
+    .node_heartbeat = pg_node_heartbeat,
+    .leader_acquire = pg_leader_acquire,
+    .leader_release = pg_leader_release,
+    .leader_fence = pg_leader_fence,
+    .listen = pg_listen,
+    .listener_fd = pg_listener_fd,
+    .listener_read = pg_listener_read,
+    .listener_close = pg_listener_close,
 };

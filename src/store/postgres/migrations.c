@@ -122,7 +122,54 @@ static const char v2[] =
     "CREATE INDEX executions_created ON executions (created_at);\n"
     "CREATE INDEX jobs_absence ON jobs (id) WHERE alert_if_no_success_ms > 0;\n";
 
-const char *const pg_migrations[] = {v1, v2};
+/* Version 3: coordination between processes (see sqlite/migrations.c).
+ * Triggers announce changes to listeners (store.h, aster_store_listen):
+ * a job's id on channel aster_job when a user changed it (its version
+ * moves; the scheduler's next_fire_at does not), and an empty payload on
+ * aster_exec when an execution becomes pending.  PostgreSQL folds equal
+ * notifications of one transaction into one. */
+static const char v3[] =
+    "CREATE TABLE nodes (\n"
+    "  id TEXT COLLATE \"C\" PRIMARY KEY,\n"
+    "  role TEXT NOT NULL,\n"
+    "  started_at BIGINT NOT NULL,\n"
+    "  heartbeat_at BIGINT NOT NULL\n"
+    ");\n"
+    "CREATE TABLE leader (\n"
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+    "  node TEXT COLLATE \"C\" NOT NULL,\n"
+    "  token BIGINT NOT NULL,\n"
+    "  lease_until BIGINT NOT NULL\n"
+    ");\n"
+    "CREATE INDEX executions_busy ON executions (job_id)\n"
+    "  WHERE status IN ('pending', 'running');\n"
+    "CREATE FUNCTION aster_notify_job() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "  IF TG_OP = 'DELETE' THEN\n"
+    "    PERFORM pg_notify('aster_job', OLD.id);\n"
+    "  ELSE\n"
+    "    PERFORM pg_notify('aster_job', NEW.id);\n"
+    "  END IF;\n"
+    "  RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE TRIGGER jobs_notify_insert AFTER INSERT OR DELETE ON jobs\n"
+    "  FOR EACH ROW EXECUTE FUNCTION aster_notify_job();\n"
+    "CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs\n"
+    "  FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)\n"
+    "  EXECUTE FUNCTION aster_notify_job();\n"
+    "CREATE FUNCTION aster_notify_exec() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "  PERFORM pg_notify('aster_exec', '');\n"
+    "  RETURN NULL;\n"
+    "END $$;\n"
+    "CREATE TRIGGER executions_notify_insert AFTER INSERT ON executions\n"
+    "  FOR EACH ROW WHEN (NEW.status = 'pending')\n"
+    "  EXECUTE FUNCTION aster_notify_exec();\n"
+    "CREATE TRIGGER executions_notify_update AFTER UPDATE OF status ON executions\n"
+    "  FOR EACH ROW WHEN (NEW.status = 'pending' AND OLD.status <> 'pending')\n"
+    "  EXECUTE FUNCTION aster_notify_exec();\n";
+
+const char *const pg_migrations[] = {v1, v2, v3};
 const int pg_migration_count = (int)ASTER_NELEM(pg_migrations);
 
 _Static_assert(ASTER_NELEM(pg_migrations) == ASTER_STORE_SCHEMA_VERSION,

@@ -62,6 +62,13 @@ enum {
     PG_EXEC_MAX_ID,
     PG_JOBS_ALL,
     PG_JOBS_AFTER,
+    /* rows_cluster.c */
+    PG_JOB_BUSY,
+    PG_NODE_HEARTBEAT,
+    PG_NODE_FORGET,
+    PG_LEADER_ACQUIRE,
+    PG_LEADER_RELEASE,
+    PG_LEADER_FENCE,
     PG_STMT_COUNT
 };
 
@@ -138,6 +145,10 @@ int pg_col_enum(const PGresult *r, int row, int col, int (*parse)(const char *),
                 const char *table, aster_err *err);
 /* Rows a command changed (UPDATE, DELETE, INSERT). */
 size_t pg_changes(const PGresult *r);
+
+/* A new connection outside the pool (the listener's), and its end. */
+int pg_conn_open(const pg_store *s, pg_conn **out, aster_err *err);
+void pg_conn_close(pg_conn *c); /* NULL is a no-op */
 
 /* Runs `fn` on a connection of the pool.  PG_WRITE wraps it in BEGIN ..
  * COMMIT (rolled back when fn fails); PG_READ and PG_IDEMPOTENT run it as
@@ -218,7 +229,8 @@ int pg_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
                   size_t max, aster_exec **out, size_t *n, aster_err *err);
 int pg_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until, aster_err *err);
 int pg_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                    aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+                    aster_time_us dead_before, aster_time_us now, size_t *retried, size_t *failed,
+                    aster_err *err);
 int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 int pg_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
 int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err);
@@ -256,5 +268,18 @@ int pg_exec_jobs_after(aster_store *st, const char *since_id, const char *after_
 extern const char *const pg_migrations[];
 extern const int pg_migration_count;
 extern const struct aster_store_ops aster_store_postgres_ops;
+
+/* rows_cluster.c: coordination between processes (see store.h). */
+int pg_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *err);
+int pg_node_heartbeat(aster_store *st, const char *node, const char *role, aster_time_us at,
+                      aster_err *err);
+int pg_leader_acquire(aster_store *st, const char *node, aster_time_us now,
+                      aster_time_us lease_until, int64_t *token, aster_err *err);
+int pg_leader_release(aster_store *st, const char *node, int64_t token, aster_err *err);
+int pg_leader_fence(aster_store *st, int64_t token, aster_err *err);
+int pg_listen(aster_store *st, aster_store_listener **out, aster_err *err);
+int pg_listener_fd(const aster_store_listener *l);
+int pg_listener_read(aster_store_listener *l, aster_store_event_fn fn, void *arg, aster_err *err);
+void pg_listener_close(aster_store_listener *l);
 
 #endif

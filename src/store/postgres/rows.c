@@ -744,10 +744,11 @@ int pg_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until
 }
 
 /* One half of reclaim: the running rows of jobs with delivery $3 whose
- * lease ended, not held by $2 (NULL: anyone's).  A running row without a
- * lease breaks the invariant; it counts as expired rather than stuck. */
+ * lease ended or whose claimer fell silent, not held by $2 (NULL: anyone's).  A running row without
+ * a lease breaks the invariant; it counts as expired rather than stuck. */
 #define RECLAIM_WHERE                                                                              \
-    " WHERE status = 'running' AND coalesce(lease_until, 0) < $1 "                                 \
+    " WHERE status = 'running' AND (coalesce(lease_until, 0) < $1 "                                \
+    "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < $5)) "                            \
     "AND ($2::text IS NULL OR claimed_by IS DISTINCT FROM $2::text) "                              \
     "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = executions.job_id AND delivery = $3)"
 
@@ -786,7 +787,8 @@ static int reclaim_fn(pg_conn *c, void *ctx, aster_err *err)
 }
 
 int pg_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                    aster_time_us now, size_t *retried, size_t *failed, aster_err *err)
+                    aster_time_us dead_before, aster_time_us now, size_t *retried, size_t *failed,
+                    aster_err *err)
 {
     struct reclaim x = {.retried = 0};
     int rc;
@@ -794,6 +796,7 @@ int pg_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expir
     pg_p_int(&x.p, 1, expired_before);
     pg_p_text(&x.p, 2, keep_owner);
     pg_p_int(&x.p, 4, now);
+    pg_p_int(&x.p, 5, dead_before);
     rc = pg_run((pg_store *)st, PG_WRITE, reclaim_fn, &x, err);
     if (!rc) {
         *retried = x.retried;

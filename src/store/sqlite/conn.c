@@ -696,6 +696,7 @@ const struct aster_store_ops aster_store_sqlite_ops = {
     .exec_claim = sq_exec_claim,
     .exec_extend = sq_exec_extend,
     .exec_reclaim = sq_exec_reclaim,
+    .job_busy = sq_job_busy,
     .exec_next_due = sq_exec_next_due,
     .queue_depth = sq_queue_depth,
     .exec_count = sq_exec_count,
@@ -716,4 +717,8 @@ const struct aster_store_ops aster_store_sqlite_ops = {
     .prune_alerts_before = sq_prune_alerts_before,
     .exec_max_id = sq_exec_max_id,
     .exec_jobs_after = sq_exec_jobs_after,
+    .node_heartbeat = sq_node_heartbeat,
+    .leader_acquire = sq_leader_acquire,
+    .leader_release = sq_leader_release,
+    .leader_fence = sq_leader_fence,
 };

@@ -146,7 +146,31 @@ static const char v2[] =
     "CREATE INDEX executions_created ON executions (created_at);\n"
     "CREATE INDEX jobs_absence ON jobs (id) WHERE alert_if_no_success_ms > 0;\n";
 
-const char *const sq_migrations[] = {v1, v2};
+/* Version 3: coordination between processes (src/engine/engine.c).
+ * - nodes: each process that claims executions, by the owner name it
+ *   claims them with, and when it was last heard of: a silent node's
+ *   executions are taken back without waiting for their leases;
+ * - leader: the scheduler's one leadership row; token is the fencing
+ *   token, raised at every new term;
+ * - executions_busy: the scheduler's overlap test across processes.
+ * `aster serve` on SQLite holds the file alone and needs none of this but
+ * the index; the tables keep the schema the same on both backends. */
+static const char v3[] = "CREATE TABLE nodes (\n"
+                         "  id TEXT PRIMARY KEY,\n"
+                         "  role TEXT NOT NULL,\n"
+                         "  started_at INTEGER NOT NULL,\n"
+                         "  heartbeat_at INTEGER NOT NULL\n"
+                         ") STRICT;\n"
+                         "CREATE TABLE leader (\n"
+                         "  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+                         "  node TEXT NOT NULL,\n"
+                         "  token INTEGER NOT NULL,\n"
+                         "  lease_until INTEGER NOT NULL\n"
+                         ") STRICT;\n"
+                         "CREATE INDEX executions_busy ON executions (job_id)\n"
+                         "  WHERE status IN ('pending', 'running');\n";
+
+const char *const sq_migrations[] = {v1, v2, v3};
 const int sq_migration_count = (int)ASTER_NELEM(sq_migrations);
 
 _Static_assert(ASTER_NELEM(sq_migrations) == ASTER_STORE_SCHEMA_VERSION,

@@ -92,7 +92,7 @@ static int col_enum(sqlite3_stmt *st, int i, int (*parse)(const char *), int *ou
 }
 
 /* Steps a write statement to completion and resets it. */
-static int step_done(sq_conn *c, sqlite3_stmt *st, int bind_rc, const char *what, aster_err *err)
+int sq_step_done(sq_conn *c, sqlite3_stmt *st, int bind_rc, const char *what, aster_err *err)
 {
     int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
 
@@ -323,7 +323,7 @@ int sq_job_delete(aster_store *stp, const char *id, aster_err *err)
     rc = sq_prepare(c, SQ_JOB_DELETE, "DELETE FROM jobs WHERE id = ?1", &st, err);
     if (!rc) {
         int b = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        rc = step_done(c, st, b, "deleting a job", err);
+        rc = sq_step_done(c, st, b, "deleting a job", err);
     }
     if (!rc && sqlite3_changes(c->db) == 0)
         rc = aster_err_set(err, ASTER_ENOENT, "id", "no job with id '%s'", id);
@@ -623,7 +623,7 @@ int sq_exec_update(aster_store *stp, const aster_exec *ex, aster_err *err)
                     "error = ?17, output = ?18 WHERE id = ?1",
                     &st, err);
     if (!rc)
-        rc = step_done(c, st, bind_exec(st, ex), "updating an execution", err);
+        rc = sq_step_done(c, st, bind_exec(st, ex), "updating an execution", err);
     if (!rc && sqlite3_changes(c->db) == 0)
         rc = aster_err_set(err, ASTER_ENOENT, "id", "no execution with id '%s'", ex->id);
     return sq_write_end(s, c, rc, err);
@@ -706,7 +706,7 @@ int sq_job_set_next(aster_store *stp, const char *id, aster_time_us next_fire_at
     if (!rc) {
         sq_bind_text(st, 1, id, &b);
         sq_bind_time(st, 2, next_fire_at, &b);
-        rc = step_done(c, st, b, "updating a job's next fire", err);
+        rc = sq_step_done(c, st, b, "updating a job's next fire", err);
     }
     if (!rc && sqlite3_changes(c->db) == 0)
         rc = aster_err_set(err, ASTER_ENOENT, "id", "no job with id '%s'", id);
@@ -787,22 +787,23 @@ int sq_exec_extend(aster_store *stp, const char *owner, aster_time_us lease_unti
     if (!rc) {
         sq_bind_text(st, 1, owner, &b);
         sq_bind_int(st, 2, lease_until, &b);
-        rc = step_done(c, st, b, "extending leases", err);
+        rc = sq_step_done(c, st, b, "extending leases", err);
     }
     return sq_write_end(s, c, rc, err);
 }
 
 /* One half of reclaim: the running rows of jobs with `delivery` whose lease
- * ended, not held by keep (NULL: anyone's).  A running row without a lease
- * breaks the invariant; it counts as expired rather than stuck forever. */
+ * ended or whose claimer fell silent, not held by keep (NULL: anyone's).  A running row without a
+ * lease breaks the invariant; it counts as expired rather than stuck forever. */
 #define RECLAIM_WHERE                                                                              \
-    " WHERE status = 'running' AND coalesce(lease_until, 0) < ?1 "                                 \
+    " WHERE status = 'running' AND (coalesce(lease_until, 0) < ?1 "                                \
+    "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < ?5)) "                            \
     "AND (?2 IS NULL OR claimed_by IS NOT ?2) "                                                    \
     "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = executions.job_id AND delivery = ?3)"
 
 static int reclaim_step(sq_conn *c, int slot, const char *sql, const char *keep,
-                        aster_time_us expired_before, aster_time_us now, aster_delivery d,
-                        size_t *count, aster_err *err)
+                        aster_time_us expired_before, aster_time_us dead_before, aster_time_us now,
+                        aster_delivery d, size_t *count, aster_err *err)
 {
     sqlite3_stmt *st;
     int rc = sq_prepare(c, slot, sql, &st, err), b = SQLITE_OK;
@@ -813,14 +814,16 @@ static int reclaim_step(sq_conn *c, int slot, const char *sql, const char *keep,
     sq_bind_text(st, 2, keep, &b);
     sq_bind_text(st, 3, aster_delivery_name(d), &b);
     sq_bind_int(st, 4, now, &b);
-    rc = step_done(c, st, b, "reclaiming executions", err);
+    sq_bind_int(st, 5, dead_before, &b);
+    rc = sq_step_done(c, st, b, "reclaiming executions", err);
     if (!rc)
         *count = (size_t)sqlite3_changes(c->db);
     return rc;
 }
 
 int sq_exec_reclaim(aster_store *stp, const char *keep_owner, aster_time_us expired_before,
-                    aster_time_us now, size_t *retried, size_t *failed, aster_err *err)
+                    aster_time_us dead_before, aster_time_us now, size_t *retried, size_t *failed,
+                    aster_err *err)
 {
     sq_store *s = (sq_store *)stp;
     sq_conn *c;
@@ -832,14 +835,16 @@ int sq_exec_reclaim(aster_store *stp, const char *keep_owner, aster_time_us expi
     rc = reclaim_step(c, SQ_EXEC_RECLAIM_RETRY,
                       "UPDATE executions SET status = 'pending', attempt = attempt + 1, "
                       "not_before = ?4, claimed_by = NULL, lease_until = NULL" RECLAIM_WHERE,
-                      keep_owner, expired_before, now, ASTER_DELIVERY_ATLEAST_ONCE, retried, err);
+                      keep_owner, expired_before, dead_before, now, ASTER_DELIVERY_ATLEAST_ONCE,
+                      retried, err);
     if (!rc)
         rc = reclaim_step(c, SQ_EXEC_RECLAIM_FAIL,
                           "UPDATE executions SET status = 'failed', finished_at = ?4, "
                           "duration_ms = (?4 - started_at) / 1000, "
                           "error = 'lost: executor died', claimed_by = NULL, "
                           "lease_until = NULL" RECLAIM_WHERE,
-                          keep_owner, expired_before, now, ASTER_DELIVERY_ATMOST_ONCE, failed, err);
+                          keep_owner, expired_before, dead_before, now, ASTER_DELIVERY_ATMOST_ONCE,
+                          failed, err);
     return sq_write_end(s, c, rc, err);
 }
 

@@ -69,6 +69,12 @@ enum {
     SQ_EXEC_MAX_ID,
     SQ_JOBS_ALL,
     SQ_JOBS_AFTER,
+    SQ_JOB_BUSY,
+    SQ_NODE_HEARTBEAT,
+    SQ_NODE_FORGET,
+    SQ_LEADER_ACQUIRE,
+    SQ_LEADER_RELEASE,
+    SQ_LEADER_FENCE,
     SQ_STMT_COUNT
 };
 
@@ -162,7 +168,11 @@ int sq_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
                   size_t max, aster_exec **out, size_t *n, aster_err *err);
 int sq_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until, aster_err *err);
 int sq_exec_reclaim(aster_store *st, const char *keep_owner, aster_time_us expired_before,
-                    aster_time_us now, size_t *retried, size_t *failed, aster_err *err);
+                    aster_time_us dead_before, aster_time_us now, size_t *retried, size_t *failed,
+                    aster_err *err);
+/* Steps a statement that returns no row and resets it; bind_rc is the
+ * folded result of its binds. */
+int sq_step_done(sq_conn *c, sqlite3_stmt *st, int bind_rc, const char *what, aster_err *err);
 /* Binding and decoding helpers shared by rows.c and rows_retention.c
  * (rows.c).  Bind results are folded into *rc: binds only fail on absurd
  * sizes, and the step that follows reports the statement's own failure. */
@@ -210,6 +220,15 @@ int sq_prune_alerts_before(aster_store *st, aster_time_us before, size_t max, si
 int sq_exec_max_id(aster_store *st, char out[ASTER_ID_LEN + 1], aster_err *err);
 int sq_exec_jobs_after(aster_store *st, const char *since_id, const char *after_job, int limit,
                        char **ids, size_t *n, aster_err *err);
+
+/* rows_cluster.c: coordination between processes (see store.h). */
+int sq_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *err);
+int sq_node_heartbeat(aster_store *st, const char *node, const char *role, aster_time_us at,
+                      aster_err *err);
+int sq_leader_acquire(aster_store *st, const char *node, aster_time_us now,
+                      aster_time_us lease_until, int64_t *token, aster_err *err);
+int sq_leader_release(aster_store *st, const char *node, int64_t token, aster_err *err);
+int sq_leader_fence(aster_store *st, int64_t token, aster_err *err);
 
 extern const char *const sq_migrations[];
 extern const int sq_migration_count;
