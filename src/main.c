@@ -16,6 +16,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return aster_cli_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "api"))
+        return aster_cli_api(argc - 1, argv + 1);
+    if (!strcmp(cmd, "scheduler"))
+        return aster_cli_scheduler(argc - 1, argv + 1);
+    if (!strcmp(cmd, "worker"))
+        return aster_cli_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "migrate"))
         return aster_cli_migrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "cron"))

@@ -26,6 +26,9 @@ typedef struct aster_api_opts {
     unsigned threads;        /* 0: one per core */
     bool allow_commands;
     bool compat; /* the seed systems' routes and field aliases (compat.c) */
+    /* Serve /healthz, /readyz and /metrics only (the scheduler and worker
+     * roles, which have no API of their own). */
+    bool observe_only;
     /* Called (on an HTTP thread) after a job was created, changed, deleted
      * or triggered, so the scheduler learns at once; may be NULL. */
     void (*on_job_change)(void *cb_arg, const char *job_id, const aster_job *job);

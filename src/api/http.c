@@ -130,6 +130,8 @@ static size_t route_find(const aster_api *api, const char *method, const char *p
     allow[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         const aster_route *r = route_at(i);
+        if (api->opts.observe_only && !(r->flags & ROUTE_OPEN))
+            continue;
         if (!match(r->pattern, path, buf, bufsz, params))
             continue;
         if (!strcmp(r->method, method) || (!strcmp(method, "HEAD") && !strcmp(r->method, "GET")))

@@ -6,7 +6,10 @@
 #ifndef ASTER_CLI_H
 #define ASTER_CLI_H
 
-int aster_cli_serve(int argc, char **argv);
+int aster_cli_serve(int argc, char **argv);     /* every role in one process */
+int aster_cli_api(int argc, char **argv);       /* the REST API only */
+int aster_cli_scheduler(int argc, char **argv); /* creates fires, when elected */
+int aster_cli_worker(int argc, char **argv);    /* claims and runs executions */
 int aster_cli_migrate(int argc, char **argv);
 int aster_cli_cron(int argc, char **argv); /* `aster cron next ...` */
 

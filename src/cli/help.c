@@ -12,6 +12,9 @@ static const char overview[] =
     "\n"
     "commands:\n"
     "  serve      run the API, scheduler and executors in one process\n"
+    "  api        run the REST API only (PostgreSQL store; any number)\n"
+    "  scheduler  create fires, one elected leader at a time (PostgreSQL store)\n"
+    "  worker     claim and run executions (PostgreSQL store; any number)\n"
     "  migrate    create or upgrade the database schema\n"
     "  cron next  print the next fire times of a schedule\n"
     "  version    print the version\n"
@@ -40,6 +43,17 @@ int aster_cli_help(const char *cmd)
         aster_config_print_help(stdout, ASTER_CMD_SERVE);
         return 0;
     }
+    static const struct {
+        const char *name;
+        unsigned cmd;
+    } roles[] = {
+        {"api", ASTER_CMD_API}, {"scheduler", ASTER_CMD_SCHEDULER}, {"worker", ASTER_CMD_WORKER}};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+        if (!strcmp(cmd, roles[i].name)) {
+            printf("usage: aster %s [OPTIONS]\n\noptions:\n", roles[i].name);
+            aster_config_print_help(stdout, roles[i].cmd);
+            return 0;
+        }
     if (!strcmp(cmd, "migrate")) {
         printf("usage: aster migrate [OPTIONS]\n\noptions:\n");
         aster_config_print_help(stdout, ASTER_CMD_MIGRATE);

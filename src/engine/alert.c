@@ -124,6 +124,8 @@ struct aster_alerter {
     char *webhook, *secret;
     int max_attempts;
     int64_t retry_base_ms, absence_check_ms;
+    bool (*active)(void *arg);
+    void *active_arg;
 
     pthread_t thread;
     CURLM *multi;
@@ -683,12 +685,14 @@ static void *run(void *arg)
         if (stop)
             break;
         now = aster_time_now();
-        if (now >= a->next_scan) {
+        bool active = !a->active || a->active(a->active_arg);
+        if (active && now >= a->next_scan) {
             scan_failures(a, now);
             check_absence(a, now);
             a->next_scan = now + a->absence_check_ms * ASTER_US_PER_MS;
         }
-        start_due(a, now);
+        if (active)
+            start_due(a, now);
         curl_multi_perform(a->multi, &running);
         collect(a);
         curl_multi_poll(a->multi, NULL, 0, (int)wait_ms(a, aster_time_now()), NULL);
@@ -732,6 +736,8 @@ int aster_alerter_start(const aster_alerter_opts *o, aster_alerter **out, aster_
     a->max_attempts = o->max_attempts > 0 ? o->max_attempts : DEFAULT_MAX_ATTEMPTS;
     a->retry_base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : DEFAULT_RETRY_BASE_MS;
     a->absence_check_ms = o->absence_check_ms > 0 ? o->absence_check_ms : DEFAULT_ABSENCE_CHECK_MS;
+    a->active = o->active;
+    a->active_arg = o->active_arg;
     a->tail = &a->head;
     a->scan_since = now - SCAN_LOOKBACK_US;
     a->next_scan = now;

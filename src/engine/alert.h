@@ -46,6 +46,7 @@
 #ifndef ASTER_ENGINE_ALERT_H
 #define ASTER_ENGINE_ALERT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/job.h"
@@ -65,6 +66,11 @@ typedef struct aster_alerter_opts {
     int max_attempts;         /* delivery attempts per alert (0: 8) */
     int64_t retry_base_ms;    /* first retry delay (0: 1000) */
     int64_t absence_check_ms; /* period of the absence check and failure scan (0: 5000) */
+    /* When set and answering false, this process raises the alerts it is
+     * told of but leaves scans and deliveries to another (the scheduler
+     * leader): one deliverer per database.  Called on the alerter's thread. */
+    bool (*active)(void *arg);
+    void *active_arg;
 } aster_alerter_opts;
 
 /* Starts the alerter thread.  Copies `o` (and its strings).  On failure

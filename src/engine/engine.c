@@ -118,6 +118,17 @@ struct aster_engine {
     result *results, **results_tail;
     aster_mono_us last_extend;
 
+    /* Coordination with other processes (shared stores). */
+    bool shared;               /* the store is shared: count overlap there */
+    atomic_int leading;        /* scheduling now (see aster_engine_is_leader) */
+    int64_t token;             /* the term's fencing token, while leading */
+    aster_mono_us lead_until;  /* the lease as far as we know it, locally */
+    aster_mono_us last_renew;  /* last successful take or renewal */
+    aster_mono_us last_hb;     /* last heartbeat written */
+    aster_store_listener *lis; /* NULL while down */
+    uv_poll_t *lis_poll;       /* on lis's descriptor; freed on close */
+    int64_t poll_ms;           /* the safety poll's period */
+
     pthread_mutex_t inbox_lock;
     inbox_item *inbox, **inbox_tail; /* FIFO: changes apply in order */
     atomic_int stop_requested;
@@ -283,12 +294,14 @@ static int64_t cron_next(const sjob *j, int64_t after)
     return next;
 }
 
-static void cancel_job_attempts(aster_engine *e, const char *job_id)
+/* Cancels the attempts of `job_id` running here whose fire is older than
+ * `before` (INT64_MAX: all of them). */
+static void cancel_job_attempts(aster_engine *e, const char *job_id, aster_time_us before)
 {
     /* Cancel never calls back from inside (run.h), so the table stays
      * as it is while we walk it. */
     for (inflight *f = e->flying; f; f = f->hh.next)
-        if (!strcmp(f->ex.job_id, job_id))
+        if (!strcmp(f->ex.job_id, job_id) && f->ex.scheduled_at < before)
             aster_runner_cancel(e->runner, f->handle);
 }
 
@@ -300,6 +313,8 @@ static void job_apply(aster_engine *e, aster_job *job, bool newest)
     aster_err err = {0};
     sjob *j = NULL;
 
+    if (!atomic_load(&e->leading))
+        goto out; /* not scheduling here (a worker, or a standby) */
     HASH_FIND_STR(e->jobs, job->id, j);
     /* Notifications from two API threads may arrive out of order: never
      * go back to an older version of a job, scheduled or taken out. */
@@ -356,7 +371,7 @@ static void job_load(aster_engine *e, const char *id)
     if (rc == ASTER_ENOENT) {
         /* Deleted: stop what runs (its rows are gone with it). */
         HASH_FIND_STR(e->jobs, id, j);
-        cancel_job_attempts(e, id);
+        cancel_job_attempts(e, id, INT64_MAX);
         tomb_set(e, id, INT64_MAX);
         if (j)
             sjob_free(e, j);
@@ -381,6 +396,8 @@ typedef struct fire_batch {
         aster_time_us first_missed, last_missed;
     } * moves;
     size_t nmoves, capmoves;
+    int64_t token;       /* fencing token, when elected */
+    bool cancels_needed; /* overlap=replace of work running in other processes */
 } fire_batch;
 
 static aster_exec *fb_add(fire_batch *b, const sjob *j, int64_t at, aster_trigger trig,
@@ -433,15 +450,25 @@ static void fb_free(fire_batch *b)
 static void fire_run(aster_engine *e, fire_batch *b, sjob *j, int64_t at, aster_trigger trig,
                      aster_time_us now)
 {
-    int running = running_get(e, j->id);
+    int64_t running = running_get(e, j->id);
+    if (e->shared && j->job.overlap != ASTER_OVERLAP_ALLOW) {
+        /* Other processes run work too: ask the store.  When it cannot
+         * answer, the fire runs (at least once beats a lost fire). */
+        aster_err err = {0};
+        if (aster_store_job_busy(e->o.store, j->id, &running, &err))
+            log_err(e, "cannot count the job's running executions", &err);
+    }
     if (running > 0 && j->job.overlap == ASTER_OVERLAP_FORBID) {
         aster_exec *ex = fb_add(b, j, at, trig, ASTER_EXEC_SKIPPED, now);
         ex->error = aster_strdup("skipped: the previous execution is still running "
                                  "(overlap=forbid)");
         return;
     }
-    if (running > 0 && j->job.overlap == ASTER_OVERLAP_REPLACE)
-        cancel_job_attempts(e, j->id);
+    if (running > 0 && j->job.overlap == ASTER_OVERLAP_REPLACE) {
+        cancel_job_attempts(e, j->id, INT64_MAX);
+        if (e->shared)
+            b->cancels_needed = true; /* the others' attempts: see write_fires */
+    }
     fb_add(b, j, at, trig, ASTER_EXEC_PENDING, now);
 }
 
@@ -541,6 +568,8 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
 {
     fire_batch *b = arg;
     int rc = 0;
+    if (b->token && (rc = aster_store_leader_fence(st, b->token, err)))
+        return rc;
     if (b->n)
         rc = aster_store_exec_insert(st, b->v, b->n, NULL, err);
     if (rc == ASTER_ENOENT) {
@@ -559,6 +588,20 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
             }
         }
     }
+    /* Workers elsewhere stop the replaced attempts when this commits: of
+     * each replace job, those older than its first new fire. */
+    for (size_t k = 0; !rc && b->cancels_needed && k < b->nmoves; k++) {
+        const sjob *j = b->moves[k].j;
+        aster_time_us first = INT64_MAX;
+        if (j->job.overlap != ASTER_OVERLAP_REPLACE)
+            continue;
+        for (size_t i = 0; i < b->n; i++)
+            if (b->v[i].status == ASTER_EXEC_PENDING && b->v[i].scheduled_at < first &&
+                !strcmp(b->v[i].job_id, j->id))
+                first = b->v[i].scheduled_at;
+        if (first != INT64_MAX)
+            rc = aster_store_announce_cancel(st, j->id, first, err);
+    }
     for (size_t i = 0; !rc && i < b->nmoves; i++) {
         rc = aster_store_job_set_next(st, b->moves[i].j->id, b->moves[i].next * ASTER_US_PER_SEC,
                                       err);
@@ -573,6 +616,7 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
 
 static void dispatch(aster_engine *e);
 static void arm_tick(aster_engine *e);
+static void lead_lose(aster_engine *e, const char *why);
 
 static void on_tick(uv_timer_t *t)
 {
@@ -582,14 +626,26 @@ static void on_tick(uv_timer_t *t)
     fire_batch b = {0};
     aster_err err = {0};
 
-    if (e->stopping)
+    if (e->stopping || !atomic_load(&e->leading))
         return;
+    if (e->o.elect && aster_mono_now() >= e->lead_until) {
+        /* The lease may have passed to another node: write nothing until
+         * the next renewal says (the fence would refuse it anyway). */
+        uv_timer_start(&e->tick, on_tick, STORE_RETRY_MS, 0);
+        return;
+    }
+    b.token = e->o.elect ? e->token : 0;
     while (e->heap_len && e->heap[0]->next <= now_sec) {
         sjob *j = e->heap[0];
         heap_remove(e, j); /* re-added below, after the write */
         job_due(e, &b, j, now);
     }
     if (b.nmoves && aster_store_batch(e->o.store, write_fires, &b, &err)) {
+        if (err.code == ASTER_ECONFLICT && e->o.elect) {
+            fb_free(&b);
+            lead_lose(e, "fenced: another node holds the leadership");
+            return;
+        }
         log_err(e, "cannot write fires; retrying", &err);
         /* Nothing was written: put the jobs back where they were. */
         for (size_t i = 0; i < b.nmoves; i++)
@@ -619,7 +675,7 @@ static void on_tick(uv_timer_t *t)
 
 static void arm_tick(aster_engine *e)
 {
-    if (e->stopping)
+    if (e->stopping || !atomic_load(&e->leading))
         return;
     if (!e->heap_len) {
         uv_timer_stop(&e->tick);
@@ -800,7 +856,7 @@ static void dispatch(aster_engine *e)
 {
     aster_err err = {0};
 
-    while (!e->stopping) {
+    while (!e->stopping && e->o.work) {
         size_t flying = atomic_load(&e->n_flying);
         size_t slots = e->o.concurrency > flying ? e->o.concurrency - flying : 0;
         aster_exec *execs = NULL;
@@ -891,16 +947,201 @@ static void arm_due(aster_engine *e)
     /* With every slot taken, the next result calls dispatch: a timer now
      * would only spin (and a 0 ms timer re-armed from its own callback
      * starves libuv < 1.48 of I/O: the loop would never read a result). */
-    if (e->stopping || atomic_load(&e->n_flying) >= e->o.concurrency)
+    if (e->stopping || !e->o.work || atomic_load(&e->n_flying) >= e->o.concurrency)
         return;
     if (aster_store_exec_next_due(e->o.store, &next, &err) || !next)
         return;
     int64_t delay = (next - aster_time_now() + 999) / 1000;
     if (delay < 1)
         delay = 1; /* never 0: let the loop poll I/O between claims */
-    if (delay > SAFETY_POLL_MS)
+    if (delay > e->poll_ms)
         return; /* the safety poll will see to it */
     uv_timer_start(&e->due, on_due, (uint64_t)delay, 0);
+}
+
+/* ---- coordination: leadership, heartbeats, notifications ----------------- */
+
+static int load_all(aster_engine *e, aster_err *err);
+
+static void jobs_clear(aster_engine *e)
+{
+    while (e->jobs)
+        sjob_free(e, e->jobs);
+    uv_timer_stop(&e->tick);
+}
+
+/* Reads every active job again: at the start of a term, and after
+ * notifications may have been lost.  Store-side next_fire_at is where the
+ * schedule stood at the last write of fires, by whichever leader. */
+static void jobs_resync(aster_engine *e)
+{
+    aster_err err = {0};
+
+    jobs_clear(e);
+    if (load_all(e, &err)) {
+        log_err(e, "cannot load the jobs; retrying", &err);
+        jobs_clear(e);
+        return;
+    }
+    arm_tick(e);
+}
+
+static void lead_log(aster_engine *e, aster_log_level lv, const char *msg, const char *why)
+{
+    const aster_kv kv[] = {ASTER_KV_INT("fencing_token", e->token), ASTER_KV_STR("node", e->owner),
+                           ASTER_KV_STR("reason", why)};
+    aster_log(e->o.log, lv, "scheduler", msg, kv, why ? 3 : 2);
+}
+
+static void lead_lose(aster_engine *e, const char *why)
+{
+    if (!atomic_load(&e->leading))
+        return;
+    atomic_store(&e->leading, 0);
+    jobs_clear(e);
+    aster_metrics_set_leader(e->o.metrics, 0);
+    lead_log(e, ASTER_LOG_WARN, "leadership lost", why);
+}
+
+static void lead_gain(aster_engine *e, int64_t token)
+{
+    e->token = token;
+    atomic_store(&e->leading, 1);
+    aster_metrics_set_leader(e->o.metrics, 1);
+    lead_log(e, ASTER_LOG_INFO, "leadership gained", NULL);
+    jobs_resync(e);
+}
+
+/* Takes or renews the leadership: standbys try at every poll, the leader
+ * renews every third of its lease.  A leader that cannot renew steps down
+ * when its lease runs out by its own clock, before anyone may take it. */
+static void lead_step(aster_engine *e)
+{
+    aster_mono_us mono = aster_mono_now();
+    aster_time_us now = aster_time_now();
+    aster_err err = {0};
+    int64_t token = 0;
+    bool leading = atomic_load(&e->leading);
+
+    if (!e->o.schedule || !e->o.elect || e->stopping)
+        return;
+    if (leading && mono >= e->lead_until)
+        lead_lose(e, "lease ran out before it could be renewed");
+    else if (leading && mono - e->last_renew < e->o.leader_lease_ms * 1000 / 3)
+        return;
+    if (aster_store_leader_acquire(e->o.store, e->owner, now, now + e->o.leader_lease_ms * 1000,
+                                   &token, &err)) {
+        if (leading)
+            log_err(e, "cannot renew the leadership", &err);
+        return;
+    }
+    if (!token) {
+        lead_lose(e, "another node holds the leadership");
+        return;
+    }
+    e->last_renew = mono;
+    e->lead_until = mono + e->o.leader_lease_ms * 1000;
+    if (atomic_load(&e->leading) && token != e->token)
+        lead_lose(e, "the term ended");
+    if (!atomic_load(&e->leading))
+        lead_gain(e, token);
+}
+
+static void heartbeat(aster_engine *e)
+{
+    aster_err err = {0};
+
+    if (!e->shared || !e->o.work || aster_mono_now() - e->last_hb < e->o.heartbeat_ms * 1000)
+        return;
+    if (aster_store_node_heartbeat(e->o.store, e->owner, e->o.role, aster_time_now(), &err))
+        log_err(e, "cannot record the heartbeat", &err);
+    else
+        e->last_hb = aster_mono_now();
+}
+
+typedef struct lis_events {
+    aster_engine *e;
+    bool execs;
+} lis_events;
+
+static void on_store_event(void *arg, aster_store_event ev, const char *job_id, aster_time_us at)
+{
+    lis_events *x = arg;
+    aster_engine *e = x->e;
+
+    if (ev == ASTER_STORE_EV_EXEC) {
+        x->execs = true;
+    } else if (ev == ASTER_STORE_EV_CANCEL) {
+        cancel_job_attempts(e, job_id, at);
+    } else if (job_id && *job_id && (atomic_load(&e->leading) || running_get(e, job_id) > 0)) {
+        /* The scheduler takes every change; a worker only needs to hear
+         * of deletions of jobs it runs (job_load stops their attempts). */
+        job_load(e, job_id);
+    }
+}
+
+static void lis_close(aster_engine *e);
+
+static void on_lis_readable(uv_poll_t *h, int status, int events)
+{
+    aster_engine *e = h->data;
+    lis_events x = {.e = e};
+    aster_err err = {0};
+
+    (void)events;
+    if (status < 0 || aster_store_listener_read(e->lis, on_store_event, &x, &err)) {
+        log_err(e, "lost the notification connection; listening again shortly", &err);
+        lis_close(e);
+        return;
+    }
+    if (x.execs && !e->stopping) {
+        dispatch(e);
+        arm_due(e);
+    }
+    if (atomic_load(&e->leading))
+        arm_tick(e);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    aster_free(h);
+}
+
+static void lis_close(aster_engine *e)
+{
+    if (e->lis_poll) {
+        uv_close((uv_handle_t *)e->lis_poll, on_poll_closed);
+        e->lis_poll = NULL;
+    }
+    aster_store_listener_close(e->lis);
+    e->lis = NULL;
+}
+
+/* Opens the listener when the store has one and it is down.  What was
+ * announced while it was down is caught up: the scheduler reads its jobs
+ * again, the worker looks for pending work. */
+static void lis_open(aster_engine *e)
+{
+    aster_err err = {0};
+
+    if (e->lis || e->stopping || !(aster_store_caps(e->o.store) & ASTER_STORE_CAP_NOTIFY))
+        return;
+    if (aster_store_listen(e->o.store, &e->lis, &err)) {
+        log_err(e, "cannot listen for changes; the safety poll stands in", &err);
+        return;
+    }
+    e->lis_poll = aster_calloc(1, sizeof(*e->lis_poll));
+    if (uv_poll_init(&e->loop, e->lis_poll, aster_store_listener_fd(e->lis))) {
+        aster_free(e->lis_poll);
+        e->lis_poll = NULL;
+        aster_store_listener_close(e->lis);
+        e->lis = NULL;
+        return;
+    }
+    e->lis_poll->data = e;
+    uv_poll_start(e->lis_poll, UV_READABLE, on_lis_readable);
+    if (atomic_load(&e->leading) && e->o.elect)
+        jobs_resync(e);
 }
 
 /* ---- safety net, leases, inbox, shutdown ---------------------------------- */
@@ -914,14 +1155,21 @@ static void on_poll(uv_timer_t *t)
     if (e->stopping)
         return;
     tombs_expire(e, false);
-    if (aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
+    lead_step(e);
+    heartbeat(e);
+    lis_open(e);
+    if (e->o.work && aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
         if (aster_store_exec_extend(e->o.store, e->owner, now + e->o.lease_ms * 1000, &err))
             log_err(e, "cannot extend leases", &err);
         e->last_extend = aster_mono_now();
     }
     size_t retried = 0, failed = 0;
     aster_err_clear(&err);
-    if (aster_store_exec_reclaim(e->o.store, e->owner, now, 0, now, &retried, &failed, &err))
+    /* Another node's work is taken back when its lease ran out, or as
+     * soon as the node has been silent for dead_ms. */
+    aster_time_us dead_before = e->shared ? now - e->o.dead_ms * 1000 : 0;
+    if (aster_store_exec_reclaim(e->o.store, e->owner, now, dead_before, now, &retried, &failed,
+                                 &err))
         log_err(e, "cannot reclaim expired leases", &err);
     else if (retried || failed) {
         for (size_t i = 0; i < failed; i++)
@@ -1000,6 +1248,7 @@ static void close_all(aster_engine *e)
     uv_close((uv_handle_t *)&e->flush, on_closed);
     uv_close((uv_handle_t *)&e->nudge, on_closed);
     uv_close((uv_handle_t *)&e->grace, on_closed);
+    lis_close(e);
 }
 
 /* After each result: a graceful stop ends when the last attempt is done. */
@@ -1053,6 +1302,22 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
         e->o.concurrency = 1000;
     if (!e->o.lease_ms)
         e->o.lease_ms = 30000;
+    if (!e->o.leader_lease_ms)
+        e->o.leader_lease_ms = 5000;
+    if (!e->o.heartbeat_ms)
+        e->o.heartbeat_ms = 2000;
+    if (!e->o.dead_ms)
+        e->o.dead_ms = 6000;
+    if (!e->o.role)
+        e->o.role = "serve";
+    e->shared = aster_store_caps(e->o.store) & ASTER_STORE_CAP_SHARED;
+    /* An elected scheduler polls often enough to renew its lease at every
+     * third of it, and a standby to notice a free one soon. */
+    e->poll_ms = SAFETY_POLL_MS;
+    if (e->o.elect && e->o.leader_lease_ms / 4 < e->poll_ms)
+        e->poll_ms = e->o.leader_lease_ms / 4 < 100 ? 100 : e->o.leader_lease_ms / 4;
+    atomic_store(&e->leading, e->o.schedule && !e->o.elect);
+    aster_metrics_set_leader(e->o.metrics, atomic_load(&e->leading));
     e->results_tail = &e->results;
     gethostname(host, sizeof(host) - 1);
     aster_uuid7(rnd);
@@ -1081,9 +1346,10 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
      * left by a previous process of ours that died: take it all back now,
      * not after its leases run out. */
     aster_time_us now = aster_time_now();
-    aster_time_us expired_before =
-        aster_store_caps(e->o.store) & ASTER_STORE_CAP_SHARED ? now : INT64_MAX;
-    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, 0, now, &retried, &failed, err);
+    aster_time_us expired_before = e->shared ? now : INT64_MAX;
+    aster_time_us dead_before = e->shared ? now - e->o.dead_ms * 1000 : 0;
+    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, dead_before, now, &retried,
+                                  &failed, err);
     if (rc)
         goto fail_loop;
     if (retried || failed) {
@@ -1094,17 +1360,24 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
         lg(e, ASTER_LOG_WARN, "recovered executions left running by a previous process", kv,
            ASTER_NELEM(kv));
     }
-    rc = load_all(e, err);
-    if (rc)
-        goto fail_loop;
+    if (atomic_load(&e->leading)) {
+        rc = load_all(e, err);
+        if (rc)
+            goto fail_loop;
+    }
+    /* Listen before the first term's load, so that no change falls in
+     * between; then take the leadership if it is free. */
+    lis_open(e);
+    heartbeat(e);
+    lead_step(e);
     {
         const aster_kv kv[] = {ASTER_KV_INT("jobs", (int64_t)HASH_COUNT(e->jobs)),
-                               ASTER_KV_STR("owner", e->owner),
+                               ASTER_KV_STR("owner", e->owner), ASTER_KV_STR("role", e->o.role),
                                ASTER_KV_INT("concurrency", (int64_t)e->o.concurrency)};
         lg(e, ASTER_LOG_INFO, "engine started", kv, ASTER_NELEM(kv));
     }
     e->last_extend = aster_mono_now();
-    uv_timer_start(&e->poll, on_poll, SAFETY_POLL_MS, SAFETY_POLL_MS);
+    uv_timer_start(&e->poll, on_poll, (uint64_t)e->poll_ms, (uint64_t)e->poll_ms);
     arm_tick(e);
     uv_timer_start(&e->due, on_due, 0, 0); /* claim what is pending now */
     if (pthread_create(&e->thread, NULL, loop_main, e)) {
@@ -1155,6 +1428,11 @@ size_t aster_engine_in_flight(const aster_engine *e)
     return e ? atomic_load(&e->n_flying) : 0;
 }
 
+bool aster_engine_is_leader(const aster_engine *e)
+{
+    return e && atomic_load(&e->leading);
+}
+
 void aster_engine_stop(aster_engine *e, int64_t grace_ms)
 {
     if (!e)
@@ -1163,6 +1441,21 @@ void aster_engine_stop(aster_engine *e, int64_t grace_ms)
     atomic_store(&e->stop_requested, 1);
     uv_async_send(&e->wake);
     pthread_join(e->thread, NULL);
+    /* Hand over at once rather than after the leases: a standby may lead
+     * now, and what still runs here is taken back by other workers. */
+    {
+        aster_err err = {0};
+        if (atomic_load(&e->leading) && e->o.elect &&
+            aster_store_leader_release(e->o.store, e->owner, e->token, &err))
+            log_err(e, "cannot give up the leadership", &err);
+        aster_err_clear(&err);
+        if (e->shared && e->o.work &&
+            aster_store_node_heartbeat(e->o.store, e->owner, e->o.role, 0, &err))
+            log_err(e, "cannot record the stop", &err);
+        if (atomic_load(&e->leading) && e->o.elect)
+            lead_log(e, ASTER_LOG_INFO, "leadership lost", "stopped");
+        atomic_store(&e->leading, 0);
+    }
     while (e->jobs)
         sjob_free(e, e->jobs);
     while (e->running)

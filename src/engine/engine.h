@@ -2,6 +2,7 @@
  * executions and executions into attempts, on one libuv loop thread.
  *
  *   API thread --aster_engine_job_changed--> inbox --uv_async--> loop
+ *   other processes --NOTIFY (store listener)--> loop
  *   loop: timer heap of next fires -> fires written in one transaction
  *         -> claim pending executions (lease) -> runner (HTTP / command)
  *         -> results batched into one transaction per loop turn
@@ -11,6 +12,7 @@
 #ifndef ASTER_ENGINE_H
 #define ASTER_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +32,18 @@ typedef struct aster_engine_opts {
     int64_t kill_grace_ms;         /* SIGTERM -> SIGKILL for commands */
     aster_metrics *metrics;        /* borrowed; may be NULL */
     struct aster_alerter *alerter; /* borrowed; told of final statuses and misses; may be NULL */
+
+    /* Roles (docs/operations.md).  `aster serve` sets both; `aster
+     * scheduler` schedules only, `aster worker` works only. */
+    bool schedule; /* turns schedules into executions */
+    bool work;     /* claims executions and runs them */
+    /* Schedule only while holding the leadership (stores other processes
+     * share): every write of fires is fenced with the term's token. */
+    bool elect;
+    int64_t leader_lease_ms; /* default 5000; renewed every third of it */
+    int64_t heartbeat_ms;    /* default 2000 (shared stores, when working) */
+    int64_t dead_ms;         /* a node silent this long is dead; default 6000 */
+    const char *role;        /* recorded with the heartbeat ("worker"); static */
 } aster_engine_opts;
 
 /* Loads the active jobs, recovers what a previous process left running, and
@@ -51,5 +65,9 @@ void aster_engine_stop(aster_engine *e, int64_t grace_ms);
 
 /* Attempts in flight now (for metrics).  Any thread. */
 size_t aster_engine_in_flight(const aster_engine *e);
+
+/* Whether this engine creates fires now: it schedules and, when elected,
+ * holds the leadership.  Any thread (an atomic read); NULL is false. */
+bool aster_engine_is_leader(const aster_engine *e);
 
 #endif

@@ -183,7 +183,8 @@ static void *run(void *arg)
     aster_pruner *p = arg;
 
     while (!nap(p, p->o.interval_ms))
-        (void)aster_pruner_run_once(p, NULL); /* logged inside; next run tries again */
+        if (!p->o.active || p->o.active(p->o.active_arg))
+            (void)aster_pruner_run_once(p, NULL); /* logged inside; next run tries again */
     return NULL;
 }
 

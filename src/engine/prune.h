@@ -38,6 +38,10 @@ typedef struct aster_pruner_opts {
     int64_t interval_ms;     /* ASTER_HISTORY_PRUNE_INTERVAL (0: 60 s) */
     int64_t max_age_ms;      /* ASTER_HISTORY_MAX_AGE (0: 30 d) */
     int64_t per_job;         /* ASTER_HISTORY_PER_JOB (0: 1000) */
+    /* When set, a run happens only while it answers true (the scheduler
+     * leader prunes for the whole cluster).  Called on the pruner's thread. */
+    bool (*active)(void *arg);
+    void *active_arg;
 } aster_pruner_opts;
 
 /* Starts the pruner thread; its first run is one interval after start.

@@ -75,6 +75,18 @@ int aster_store_open(const char *url, const aster_store_opts *opts, aster_store 
     return ops->open(target, opts, out, err);
 }
 
+unsigned aster_store_url_caps(const char *url)
+{
+    if (!url)
+        return 0;
+    if (!strncmp(url, "sqlite:", strlen("sqlite:")))
+        return aster_store_sqlite_ops.caps;
+    if (!strncmp(url, "postgres://", strlen("postgres://")) ||
+        !strncmp(url, "postgresql://", strlen("postgresql://")))
+        return aster_store_postgres_ops.caps;
+    return 0;
+}
+
 void aster_store_close(aster_store *st)
 {
     if (st)
@@ -760,6 +772,18 @@ int aster_store_leader_fence(aster_store *st, int64_t token, aster_err *err)
     if (!st)
         return no_handle(err);
     return st->ops->leader_fence(st, token, err);
+}
+
+int aster_store_announce_cancel(aster_store *st, const char *job_id, aster_time_us before,
+                                aster_err *err)
+{
+    int rc;
+
+    if (!st)
+        return no_handle(err);
+    if ((rc = check_str(job_id, "job_id", err)))
+        return rc;
+    return st->ops->announce_cancel ? st->ops->announce_cancel(st, job_id, before, err) : 0;
 }
 
 int aster_store_listen(aster_store *st, aster_store_listener **out, aster_err *err)

@@ -51,6 +51,9 @@ ASTER_MUST_CHECK
 int aster_store_open(const char *url, const aster_store_opts *opts, aster_store **out,
                      aster_err *err);
 void aster_store_close(aster_store *st); /* NULL is a no-op */
+/* The capabilities of the backend `url` names, without opening it (0 for
+ * a URL no backend takes). */
+unsigned aster_store_url_caps(const char *url);
 unsigned aster_store_caps(const aster_store *st);
 const char *aster_store_backend(const aster_store *st); /* "sqlite", for logs (static) */
 
@@ -182,8 +185,8 @@ int aster_store_exec_reclaim(aster_store *st, const char *keep_owner, aster_time
                              aster_time_us dead_before, aster_time_us now, size_t *retried,
                              size_t *failed, aster_err *err);
 
-/* Executions of `job_id` pending or running now, in all processes (the
- * scheduler's overlap test when other processes run the work). */
+/* Executions of `job_id` running now, in all processes (the scheduler's
+ * overlap test when other processes run the work). */
 int aster_store_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *err);
 
 /* The earliest not_before of a pending execution, or 0 when none. */
@@ -277,8 +280,21 @@ int aster_store_leader_fence(aster_store *st, int64_t token, aster_err *err);
  * the connection is down, so a listener resynchronises after it opens
  * again. */
 typedef struct aster_store_listener aster_store_listener; /* opaque */
-typedef enum { ASTER_STORE_EV_JOB = 1, ASTER_STORE_EV_EXEC = 2 } aster_store_event;
-typedef void (*aster_store_event_fn)(void *arg, aster_store_event ev, const char *job_id);
+typedef enum {
+    ASTER_STORE_EV_JOB = 1,   /* job_id changed */
+    ASTER_STORE_EV_EXEC = 2,  /* an execution became pending */
+    ASTER_STORE_EV_CANCEL = 3 /* stop job_id's attempts of fires before `at` */
+} aster_store_event;
+typedef void (*aster_store_event_fn)(void *arg, aster_store_event ev, const char *job_id,
+                                     aster_time_us at);
+
+/* Asks every listener to stop the attempts of `job_id` whose fire is
+ * older than `before` (overlap=replace when the work runs elsewhere).
+ * Inside a batch it is sent when the batch commits, with the new fire.
+ * A no-op on backends without ASTER_STORE_CAP_NOTIFY. */
+ASTER_MUST_CHECK
+int aster_store_announce_cancel(aster_store *st, const char *job_id, aster_time_us before,
+                                aster_err *err);
 
 /* ASTER_EINVAL (field "store") when the backend cannot notify;
  * ASTER_EUNAVAIL when the database cannot be reached. */

@@ -108,6 +108,8 @@ struct aster_store_ops {
     int (*leader_release)(aster_store *st, const char *node, int64_t token, aster_err *err);
     int (*leader_fence)(aster_store *st, int64_t token, aster_err *err);
     /* NULL without ASTER_STORE_CAP_NOTIFY. */
+    int (*announce_cancel)(aster_store *st, const char *job_id, aster_time_us before,
+                           aster_err *err);
     int (*listen)(aster_store *st, aster_store_listener **out, aster_err *err);
     int (*listener_fd)(const aster_store_listener *l);
     int (*listener_read)(aster_store_listener *l, aster_store_event_fn fn, void *arg,

@@ -25,10 +25,14 @@ typedef struct setting {
 } setting;
 
 #define OFF(f) offsetof(aster_config, f)
-#define ALL    (ASTER_CMD_SERVE | ASTER_CMD_MIGRATE)
+#define ROLES  (ASTER_CMD_SERVE | ASTER_CMD_API | ASTER_CMD_SCHEDULER | ASTER_CMD_WORKER)
+#define ALL    (ROLES | ASTER_CMD_MIGRATE)
+#define API    (ASTER_CMD_SERVE | ASTER_CMD_API)
+#define SCHED  (ASTER_CMD_SERVE | ASTER_CMD_SCHEDULER)
+#define WORK   (ASTER_CMD_SERVE | ASTER_CMD_WORKER)
 
 static const setting settings[] = {
-    {"listen", "ASTER_LISTEN", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL, ASTER_CMD_SERVE,
+    {"listen", "ASTER_LISTEN", T_STR, OFF(listen), "127.0.0.1:8080", 0, 0, NULL, ROLES,
      "address the HTTP API listens on (HOST:PORT; port 0 picks one)"},
     {"store", "ASTER_STORE", T_STR, OFF(store), "sqlite:./aster.db", 0, 0, NULL, ALL,
      "database URL: sqlite:PATH or postgres://..."},
@@ -36,35 +40,42 @@ static const setting settings[] = {
      ALL, "lowest level logged"},
     {"log-format", "ASTER_LOG_FORMAT", T_ENUM, OFF(log_format), NULL, 0, 0, "json|text", ALL,
      "log line format (default: json when stderr is not a terminal, else text)"},
-    {"concurrency", "ASTER_CONCURRENCY", T_INT, OFF(concurrency), "1000", 1, 100000, NULL,
-     ASTER_CMD_SERVE, "executions in flight at most"},
-    {"insecure", "ASTER_INSECURE", T_BOOL, OFF(insecure), "false", 0, 0, NULL, ASTER_CMD_SERVE,
+    {"concurrency", "ASTER_CONCURRENCY", T_INT, OFF(concurrency), "1000", 1, 100000, NULL, WORK,
+     "executions in flight at most"},
+    {"insecure", "ASTER_INSECURE", T_BOOL, OFF(insecure), "false", 0, 0, NULL, ROLES,
      "allow listening on a non-loopback address without API keys"},
-    {"api-keys", "ASTER_API_KEYS", T_STR, OFF(api_keys), NULL, 0, 0, NULL, ASTER_CMD_SERVE,
+    {"api-keys", "ASTER_API_KEYS", T_STR, OFF(api_keys), NULL, 0, 0, NULL, API,
      "API keys, comma-separated; 'ro:KEY' is read-only"},
-    {"api-keys-file", "ASTER_API_KEYS_FILE", T_STR, OFF(api_keys_file), NULL, 0, 0, NULL,
-     ASTER_CMD_SERVE, "file of API keys, one a line; 'ro:KEY' is read-only"},
+    {"api-keys-file", "ASTER_API_KEYS_FILE", T_STR, OFF(api_keys_file), NULL, 0, 0, NULL, API,
+     "file of API keys, one a line; 'ro:KEY' is read-only"},
     {"allow-commands", "ASTER_ALLOW_COMMANDS", T_BOOL, OFF(allow_commands), "false", 0, 0, NULL,
-     ASTER_CMD_SERVE, "allow jobs that run local commands"},
-    {"alert-webhook", "ASTER_ALERT_WEBHOOK", T_STR, OFF(alert_webhook), NULL, 0, 0, NULL,
-     ASTER_CMD_SERVE, "URL alerts are POSTed to when their job names none"},
+     (API | ASTER_CMD_WORKER), "allow jobs that run local commands"},
+    {"alert-webhook", "ASTER_ALERT_WEBHOOK", T_STR, OFF(alert_webhook), NULL, 0, 0, NULL, SCHED,
+     "URL alerts are POSTed to when their job names none"},
     {"alert-webhook-secret", "ASTER_ALERT_WEBHOOK_SECRET", T_STR, OFF(alert_secret), NULL, 0, 0,
-     NULL, ASTER_CMD_SERVE, "secret for the X-Aster-Signature HMAC-SHA256 of alert bodies"},
+     NULL, SCHED, "secret for the X-Aster-Signature HMAC-SHA256 of alert bodies"},
     {"history-prune-interval", "ASTER_HISTORY_PRUNE_INTERVAL", T_DUR, OFF(prune_interval_ms), "60s",
-     1000, 86400000, NULL, ASTER_CMD_SERVE, "how often history is pruned (duration)"},
+     1000, 86400000, NULL, SCHED, "how often history is pruned (duration)"},
     {"history-max-age", "ASTER_HISTORY_MAX_AGE", T_DUR, OFF(history_max_age_ms), "30d", 60000,
-     INT64_C(3650) * 86400000, NULL, ASTER_CMD_SERVE,
+     INT64_C(3650) * 86400000, NULL, SCHED,
      "executions and alerts older than this are pruned (duration)"},
     {"history-per-job", "ASTER_HISTORY_PER_JOB", T_INT, OFF(history_per_job), "1000", 1, 10000000,
-     NULL, ASTER_CMD_SERVE, "executions kept per job at most"},
-    {"compat", "ASTER_COMPAT", T_BOOL, OFF(compat), "true", 0, 0, NULL, ASTER_CMD_SERVE,
+     NULL, SCHED, "executions kept per job at most"},
+    {"compat", "ASTER_COMPAT", T_BOOL, OFF(compat), "true", 0, 0, NULL, API,
      "answer the routes and job fields of the systems Aster replaces (--no-compat: off)"},
-    {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL,
-     ASTER_CMD_SERVE, "largest request body accepted, in bytes"},
-    {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL,
-     ASTER_CMD_SERVE, "HTTP server threads (0: 32 per core, at most 256)"},
+    {"max-body", "ASTER_MAX_BODY", T_INT, OFF(max_body), "1048576", 1024, 64 << 20, NULL, API,
+     "largest request body accepted, in bytes"},
+    {"http-threads", "ASTER_HTTP_THREADS", T_INT, OFF(http_threads), "0", 0, 256, NULL, API,
+     "HTTP server threads (0: 32 per core, at most 256)"},
     {"shutdown-timeout-ms", "ASTER_SHUTDOWN_TIMEOUT_MS", T_INT, OFF(shutdown_ms), "1500", 0, 600000,
-     NULL, ASTER_CMD_SERVE, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
+     NULL, ROLES, "grace for in-flight requests on SIGINT/SIGTERM, in ms"},
+    {"leader-lease", "ASTER_LEADER_LEASE", T_DUR, OFF(leader_lease_ms), "5s", 1000, 600000, NULL,
+     SCHED, "scheduler leadership lease: a standby takes over this long after the leader dies"},
+    {"heartbeat-interval", "ASTER_HEARTBEAT_INTERVAL", T_DUR, OFF(heartbeat_ms), "2s", 100, 600000,
+     NULL, WORK, "how often a worker records that it is alive (duration)"},
+    {"worker-dead-after", "ASTER_WORKER_DEAD_AFTER", T_DUR, OFF(dead_ms), "6s", 500, 3600000, NULL,
+     ROLES & ~ASTER_CMD_API,
+     "a worker silent this long is dead: its executions are taken back (duration)"},
 };
 
 static int parse_bool(const char *v, bool *out)

@@ -12,8 +12,11 @@
 #include "util/err.h"
 
 /* Which subcommands a setting applies to (bit mask). */
-#define ASTER_CMD_SERVE   0x1u
-#define ASTER_CMD_MIGRATE 0x2u
+#define ASTER_CMD_SERVE     0x1u
+#define ASTER_CMD_MIGRATE   0x2u
+#define ASTER_CMD_API       0x4u
+#define ASTER_CMD_SCHEDULER 0x8u
+#define ASTER_CMD_WORKER    0x10u
 
 typedef struct aster_config {
     char *listen;               /* HOST:PORT */
@@ -34,6 +37,9 @@ typedef struct aster_config {
     int64_t max_body;           /* request body cap, bytes */
     int64_t http_threads;       /* libmicrohttpd thread pool size */
     int64_t shutdown_ms;        /* grace for in-flight work on SIGTERM */
+    int64_t leader_lease_ms;    /* scheduler leadership lease */
+    int64_t heartbeat_ms;       /* worker heartbeat period */
+    int64_t dead_ms;            /* a worker silent this long is dead */
 } aster_config;
 
 /* Parses argv (argv[0] is the subcommand name) and the environment into

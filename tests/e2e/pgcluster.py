@@ -305,12 +305,12 @@ class Aster:
             out.append(d)
         return out
 
-    def signal(self, sig):
+    def send(self, sig):
         if self.alive():
             os.kill(self.pid, sig)
 
     def kill9(self):
-        self.signal(signal.SIGKILL)
+        self.send(signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):

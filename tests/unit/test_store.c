@@ -1704,16 +1704,21 @@ static int fence_then_insert(aster_store *st, void *arg, aster_err *err)
 }
 
 struct events {
-    int jobs, execs;
-    char last_job[ASTER_ID_LEN + 1];
+    int jobs, execs, cancels;
+    char last_job[ASTER_ID_LEN + 1], cancel_job[ASTER_ID_LEN + 1];
+    aster_time_us cancel_at;
 };
 
-static void on_event(void *arg, aster_store_event ev, const char *job_id)
+static void on_event(void *arg, aster_store_event ev, const char *job_id, aster_time_us at)
 {
     struct events *x = arg;
     if (ev == ASTER_STORE_EV_JOB) {
         x->jobs++;
         snprintf(x->last_job, sizeof(x->last_job), "%s", job_id ? job_id : "");
+    } else if (ev == ASTER_STORE_EV_CANCEL) {
+        x->cancels++;
+        x->cancel_at = at;
+        snprintf(x->cancel_job, sizeof(x->cancel_job), "%s", job_id ? job_id : "");
     } else {
         x->execs++;
     }
@@ -1780,13 +1785,13 @@ static void test_coordination(void **state)
                      0);
     assert_int_equal(token, 4);
 
-    /* Overlap count: pending and running, not finished. */
+    /* Overlap count: running only (pending work has not started). */
     make_exec(&ex[1], job, now + s, ASTER_TRIGGER_SCHEDULE);
     make_exec(&ex[2], job, now + 2 * s, ASTER_TRIGGER_SCHEDULE);
     ex[2].status = ASTER_EXEC_SUCCEEDED;
     assert_int_equal(aster_store_exec_insert(st, &ex[1], 2, NULL, &err), 0);
     assert_int_equal(aster_store_job_busy(st, job, &busy, &err), 0);
-    assert_int_equal(busy, 2);
+    assert_int_equal(busy, 0);
 
     /* Heartbeats: w1 claims both pending executions, then falls silent;
      * w2 is alive.  Leases are long: only the heartbeat can tell. */
@@ -1796,6 +1801,8 @@ static void test_coordination(void **state)
         aster_store_exec_claim(st, "w1", now + 3 * s, now + 600 * s, 10, &got, &n, &err), 0);
     assert_int_equal(n, 2);
     aster_store_free_execs(got, n);
+    assert_int_equal(aster_store_job_busy(st, job, &busy, &err), 0);
+    assert_int_equal(busy, 2);
     assert_int_equal(aster_store_node_heartbeat(st, "w2", "worker", now + 10 * s, &err), 0);
     /* dead_before now+5s: w1 (heard at now) is dead, w2 (now+10s) is not. */
     assert_int_equal(aster_store_exec_reclaim(st, "w2", now + 10 * s, now + 5 * s, now + 10 * s,
@@ -1841,7 +1848,8 @@ static void test_coordination(void **state)
         aster_exec trig;
         make_exec(&trig, job, now, ASTER_TRIGGER_MANUAL);
         assert_int_equal(aster_store_exec_insert(st, &trig, 1, NULL, &err), 0);
-        for (int i = 0; i < 200 && (x.jobs < 1 || x.execs < 1); i++) {
+        assert_int_equal(aster_store_announce_cancel(st, job, now + 7, &err), 0);
+        for (int i = 0; i < 200 && (x.jobs < 1 || x.execs < 1 || x.cancels < 1); i++) {
             assert_int_equal(aster_store_listener_read(l, on_event, &x, &err), 0);
             usleep(10000);
         }
@@ -1850,9 +1858,13 @@ static void test_coordination(void **state)
         assert_int_equal(x.jobs, 1);
         assert_string_equal(x.last_job, job);
         assert_int_equal(x.execs, 1);
+        assert_int_equal(x.cancels, 1);
+        assert_string_equal(x.cancel_job, job);
+        assert_int_equal(x.cancel_at, now + 7);
         aster_store_listener_close(l);
     } else {
         aster_store_listener *l = NULL;
+        assert_int_equal(aster_store_announce_cancel(st, job, now, &err), 0); /* no-op */
         assert_int_equal(aster_store_listen(st, &l, &err), ASTER_EINVAL);
         assert_null(l);
         aster_err_clear(&err);

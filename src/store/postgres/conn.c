@@ -836,6 +836,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .leader_acquire = pg_leader_acquire,
     .leader_release = pg_leader_release,
     .leader_fence = pg_leader_fence,
+    .announce_cancel = pg_announce_cancel,
     .listen = pg_listen,
     .listener_fd = pg_listener_fd,
     .listener_read = pg_listener_read,

@@ -69,6 +69,7 @@ enum {
     PG_LEADER_ACQUIRE,
     PG_LEADER_RELEASE,
     PG_LEADER_FENCE,
+    PG_ANNOUNCE_CANCEL,
     PG_STMT_COUNT
 };
 
@@ -277,6 +278,7 @@ int pg_leader_acquire(aster_store *st, const char *node, aster_time_us now,
                       aster_time_us lease_until, int64_t *token, aster_err *err);
 int pg_leader_release(aster_store *st, const char *node, int64_t token, aster_err *err);
 int pg_leader_fence(aster_store *st, int64_t token, aster_err *err);
+int pg_announce_cancel(aster_store *st, const char *job_id, aster_time_us before, aster_err *err);
 int pg_listen(aster_store *st, aster_store_listener **out, aster_err *err);
 int pg_listener_fd(const aster_store_listener *l);
 int pg_listener_read(aster_store_listener *l, aster_store_event_fn fn, void *arg, aster_err *err);

@@ -4,6 +4,7 @@
  * migrations.c, version 3). */
 #include "store/postgres/pg_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util/mem.h"
@@ -12,7 +13,7 @@ int pg_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *er
 {
     struct pg_scalar x = {.slot = PG_JOB_BUSY,
                           .sql = "SELECT count(*) FROM executions WHERE job_id = $1 "
-                                 "AND status IN ('pending', 'running')",
+                                 "AND status = 'running'",
                           .what = "counting a job's executions"};
     int rc;
 
@@ -129,6 +130,18 @@ int pg_leader_fence(aster_store *st, int64_t token, aster_err *err)
     return rc;
 }
 
+int pg_announce_cancel(aster_store *st, const char *job_id, aster_time_us before, aster_err *err)
+{
+    char payload[ASTER_ID_LEN + 24];
+    struct pg_stmt x = {.slot = PG_ANNOUNCE_CANCEL,
+                        .sql = "SELECT pg_notify('aster_cancel', $1)",
+                        .what = "announcing a cancellation"};
+
+    snprintf(payload, sizeof(payload), "%s %lld", job_id, (long long)before);
+    pg_p_text(&x.p, 1, payload);
+    return pg_run((pg_store *)st, PG_WRITE, pg_run_stmt, &x, err);
+}
+
 /* ---- the listener ----------------------------------------------------------- */
 
 typedef struct pg_listener {
@@ -145,7 +158,7 @@ int pg_listen(aster_store *st, aster_store_listener **out, aster_err *err)
     l->base.ops = st->ops;
     if ((rc = pg_conn_open((pg_store *)st, &l->c, err)))
         goto fail;
-    r = PQexec(l->c->db, "LISTEN aster_job; LISTEN aster_exec");
+    r = PQexec(l->c->db, "LISTEN aster_job; LISTEN aster_exec; LISTEN aster_cancel");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         rc = aster_err_set(err, ASTER_EUNAVAIL, "store", "cannot listen for changes: %.150s",
                            PQerrorMessage(l->c->db));
@@ -182,10 +195,17 @@ int pg_listener_read(aster_store_listener *lp, aster_store_event_fn fn, void *ar
         return aster_err_set(err, ASTER_EUNAVAIL, "store", "listener connection lost: %.150s",
                              PQerrorMessage(l->c->db));
     while ((n = PQnotifies(l->c->db))) {
-        if (!strcmp(n->relname, "aster_job"))
-            fn(arg, ASTER_STORE_EV_JOB, n->extra);
-        else if (!strcmp(n->relname, "aster_exec"))
-            fn(arg, ASTER_STORE_EV_EXEC, NULL);
+        if (!strcmp(n->relname, "aster_job")) {
+            fn(arg, ASTER_STORE_EV_JOB, n->extra, 0);
+        } else if (!strcmp(n->relname, "aster_exec")) {
+            fn(arg, ASTER_STORE_EV_EXEC, NULL, 0);
+        } else if (!strcmp(n->relname, "aster_cancel")) {
+            /* "JOB_ID BEFORE" */
+            char id[ASTER_ID_LEN + 1];
+            long long before = 0;
+            if (sscanf(n->extra, "%36s %lld", id, &before) == 2)
+                fn(arg, ASTER_STORE_EV_CANCEL, id, before);
+        }
         PQfreemem(n);
     }
     return 0;

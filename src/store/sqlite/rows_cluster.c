@@ -10,7 +10,7 @@ int sq_job_busy(aster_store *st, const char *job_id, int64_t *out, aster_err *er
 {
     return sq_read_int64((sq_store *)st, SQ_JOB_BUSY,
                          "SELECT count(*) FROM executions INDEXED BY executions_busy "
-                         "WHERE job_id = ?1 AND status IN ('pending', 'running')",
+                         "WHERE job_id = ?1 AND status = 'running'",
                          job_id, 0, "counting a job's executions", out, err);
 }
 
