@@ -111,7 +111,7 @@ static int run_role(const role *ro, int argc, char **argv)
     rc = 2; /* usage errors until the configuration is known good */
     caps = aster_store_url_caps(cfg.store);
     shared = caps & ASTER_STORE_CAP_SHARED;
-    if (ro != &role_serve && caps && !shared) {
+    if (ro != &role_serve && !shared) {
         aster_err_set(&err, ASTER_EINVAL, "--store",
                       "aster %s needs a store other processes share (postgres://...); "
                       "use aster serve for %s",

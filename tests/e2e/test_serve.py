@@ -242,7 +242,8 @@ def test_sqlite_pragmas_wal(tmp_path):
 
 def test_configuration_doc_lists_every_setting():
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    help_text = run_aster("help", "serve").stdout + run_aster("help", "migrate").stdout
+    help_text = "".join(run_aster("help", c).stdout
+                        for c in ("serve", "migrate", "api", "scheduler", "worker"))
     flags = {w for w in help_text.split() if w.startswith("--")}
     envs = {w for w in help_text.split() if w.startswith("ASTER_")}
     assert flags and envs
