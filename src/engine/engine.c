@@ -69,6 +69,16 @@ typedef struct runcount {
     UT_hash_handle hh;
 } runcount;
 
+/* A job's settings as a worker last read them, for the attempts it starts
+ * of jobs this process does not schedule.  Dropped when the job is
+ * announced changed, and all at once when the cache is full. */
+typedef struct cjob {
+    char id[ASTER_ID_LEN + 1];
+    aster_job job;
+    UT_hash_handle hh;
+} cjob;
+#define JOB_CACHE_MAX 10000
+
 /* A job taken out of the scheduler (paused or deleted), remembered for a
  * while so that a late notification of an older version cannot put it
  * back: notifications from two API threads may arrive out of order. */
@@ -108,7 +118,8 @@ struct aster_engine {
     aster_runner *runner;
     pthread_t thread;
 
-    sjob *jobs; /* hash by id */
+    sjob *jobs;   /* hash by id */
+    cjob *jcache; /* hash by id: jobs read for attempts (workers) */
     sjob **heap;
     size_t heap_len, heap_cap;
     inflight *flying;  /* hash by exec id */
@@ -203,6 +214,47 @@ static void tombs_expire(aster_engine *e, bool all)
             aster_free(t);
         }
     }
+}
+
+/* Drops job `id` from the cache, or the whole cache when `id` is NULL. */
+static void jcache_drop(aster_engine *e, const char *id)
+{
+    cjob *c = NULL;
+    if (id)
+        HASH_FIND_STR(e->jcache, id, c);
+    for (cjob *x = id ? c : e->jcache, *next; x; x = next) {
+        next = id ? NULL : x->hh.next;
+        HASH_DEL(e->jcache, x);
+        aster_job_fini(&x->job);
+        aster_free(x);
+    }
+}
+
+/* The settings of job `id` for an attempt: the scheduler's copy, else the
+ * cache, else the store (then cached).  Fills *out (init'ed). */
+static int job_for_attempt(aster_engine *e, const char *id, aster_job *out, aster_err *err)
+{
+    sjob *j = NULL;
+    cjob *c = NULL;
+    int rc;
+
+    HASH_FIND_STR(e->jobs, id, j);
+    if (!j)
+        HASH_FIND_STR(e->jcache, id, c);
+    if (j || c) {
+        aster_job_copy(out, j ? &j->job : &c->job);
+        return 0;
+    }
+    if ((rc = aster_store_job_get(e->o.store, id, out, err)))
+        return rc;
+    if (HASH_COUNT(e->jcache) >= JOB_CACHE_MAX)
+        jcache_drop(e, NULL);
+    c = aster_calloc(1, sizeof(*c));
+    memcpy(c->id, out->id, sizeof(c->id));
+    aster_job_init(&c->job);
+    aster_job_copy(&c->job, out);
+    HASH_ADD_STR(e->jcache, id, c);
+    return 0;
 }
 
 /* ---- heap of next fires --------------------------------------------------- */
@@ -834,9 +886,12 @@ static void on_flush(uv_check_t *c)
              * store.  A job no longer scheduled here (paused, deleted) is
              * left to the alerter's own scan. */
             sjob *j = NULL;
+            cjob *cj = NULL;
             HASH_FIND_STR(e->jobs, list->ex.job_id, j);
-            if (j)
-                aster_alerter_on_final(e->o.alerter, &j->job, &list->ex);
+            if (!j)
+                HASH_FIND_STR(e->jcache, list->ex.job_id, cj);
+            if (j || cj)
+                aster_alerter_on_final(e->o.alerter, j ? &j->job : &cj->job, &list->ex);
         }
         if (aster_exec_status_is_final(list->ex.status))
             aster_metrics_exec_final(
@@ -874,13 +929,9 @@ static void dispatch(aster_engine *e)
         }
         for (size_t i = 0; i < n; i++) {
             aster_exec *ex = &execs[i];
-            sjob *j = NULL;
             inflight *f = aster_calloc(1, sizeof(*f));
-            HASH_FIND_STR(e->jobs, ex->job_id, j);
             aster_job_init(&f->job);
-            if (j) {
-                aster_job_copy(&f->job, &j->job);
-            } else if (aster_store_job_get(e->o.store, ex->job_id, &f->job, &err)) {
+            if (job_for_attempt(e, ex->job_id, &f->job, &err)) {
                 /* A job paused or not yet seen here is read from the store
                  * (a manual trigger of a paused job).  When that fails for
                  * another reason than deletion (whose rows are gone with the
@@ -1073,7 +1124,10 @@ static void on_store_event(void *arg, aster_store_event ev, const char *job_id, 
         x->execs = true;
     } else if (ev == ASTER_STORE_EV_CANCEL) {
         cancel_job_attempts(e, job_id, at);
-    } else if (job_id && *job_id && (atomic_load(&e->leading) || running_get(e, job_id) > 0)) {
+    } else if (job_id && *job_id) {
+        jcache_drop(e, job_id);
+        if (!atomic_load(&e->leading) && running_get(e, job_id) == 0)
+            return;
         /* The scheduler takes every change; a worker only needs to hear
          * of deletions of jobs it runs (job_load stops their attempts). */
         job_load(e, job_id);
@@ -1201,6 +1255,7 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_unlock(&e->inbox_lock);
     for (inbox_item *it = items, *next; it; it = next) {
         next = it->next;
+        jcache_drop(e, it->id);
         if (e->stopping)
             aster_job_fini(&it->job);
         else if (it->has_job)
@@ -1392,6 +1447,7 @@ fail_loop:
 fail:
     while (e->jobs)
         sjob_free(e, e->jobs);
+    jcache_drop(e, NULL);
     while (e->running)
         running_add(e, e->running->job_id, -e->running->n);
     tombs_expire(e, true);
@@ -1458,6 +1514,7 @@ void aster_engine_stop(aster_engine *e, int64_t grace_ms)
     }
     while (e->jobs)
         sjob_free(e, e->jobs);
+    jcache_drop(e, NULL);
     while (e->running)
         running_add(e, e->running->job_id, -e->running->n);
     tombs_expire(e, true);
