@@ -847,18 +847,22 @@ out:
 
 static int write_results(aster_store *st, void *arg, aster_err *err)
 {
-    for (result *r = arg; r; r = r->next) {
-        int rc = aster_store_exec_update(st, &r->ex, err);
-        if (!rc)
-            rc = aster_store_attempt_insert(st, &r->at, err);
-        if (rc == ASTER_ENOENT) { /* the job was deleted: nothing to record */
-            aster_err_clear(err);
-            continue;
-        }
-        if (rc)
-            return rc;
+    size_t n = 0, i = 0;
+    int rc;
+
+    for (result *r = arg; r; r = r->next)
+        n++;
+    /* Shallow copies: the list keeps ownership. */
+    aster_exec *ex = aster_malloc(n * sizeof(*ex));
+    aster_attempt *at = aster_malloc(n * sizeof(*at));
+    for (result *r = arg; r; r = r->next, i++) {
+        ex[i] = r->ex;
+        at[i] = r->at;
     }
-    return 0;
+    rc = aster_store_exec_finish(st, ex, at, n, err);
+    aster_free(ex);
+    aster_free(at);
+    return rc;
 }
 
 static void arm_due(aster_engine *e);

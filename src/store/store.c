@@ -814,3 +814,25 @@ void aster_store_listener_close(aster_store_listener *l)
     if (l)
         l->ops->listener_close(l);
 }
+
+int aster_store_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *at,
+                            size_t n, aster_err *err)
+{
+    if (!st || (n && (!ex || !at)))
+        return no_handle(err);
+    if (!n)
+        return 0;
+    if (st->ops->exec_finish)
+        return st->ops->exec_finish(st, ex, at, n, err);
+    for (size_t i = 0; i < n; i++) {
+        aster_err e = {0};
+        int rc = st->ops->exec_update(st, &ex[i], &e);
+        if (!rc)
+            rc = st->ops->attempt_insert(st, &at[i], &e);
+        if (rc == ASTER_ENOENT || rc == ASTER_EEXIST)
+            continue; /* gone with its job, or recorded already */
+        if (rc)
+            return aster_err_set(err, e.code, e.field, "%s", e.msg);
+    }
+    return 0;
+}

@@ -199,6 +199,18 @@ int aster_store_queue_depth(aster_store *st, aster_time_us now, int64_t *out, as
 int aster_store_exec_count(aster_store *st, int status, int64_t *out, aster_err *err);
 
 /* One attempt of an execution, kept as history. */
+struct aster_attempt;
+
+/* Records n finished attempts in one transaction (or in the caller's
+ * batch): ex[i] replaces its row's mutable columns, as
+ * aster_store_exec_update, and at[i] joins the history, as
+ * aster_store_attempt_insert, unless that attempt is already recorded.
+ * Rows that are gone (their job was deleted) are skipped, not an error.
+ * The engine's result path: one round trip on PostgreSQL, whatever n. */
+ASTER_MUST_CHECK
+int aster_store_exec_finish(aster_store *st, const aster_exec *ex, const struct aster_attempt *at,
+                            size_t n, aster_err *err);
+
 typedef struct aster_attempt {
     char execution_id[ASTER_ID_LEN + 1];
     int32_t attempt;

@@ -66,6 +66,9 @@ struct aster_store_ops {
     int (*queue_depth)(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
     int (*exec_count)(aster_store *st, const char *status, int64_t *out, aster_err *err);
     int (*attempt_insert)(aster_store *st, const aster_attempt *a, aster_err *err);
+    /* NULL: store.c loops over exec_update and attempt_insert. */
+    int (*exec_finish)(aster_store *st, const aster_exec *ex, const aster_attempt *at, size_t n,
+                       aster_err *err);
     int (*attempt_list)(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                         aster_err *err);
 

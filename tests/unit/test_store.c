@@ -1872,6 +1872,80 @@ static void test_coordination(void **state)
     aster_store_close(st);
 }
 
+/* The result path: many attempts recorded at once, odd text intact, gone
+ * rows and repeated attempts skipped. */
+static void test_exec_finish(void **state)
+{
+    aster_store *st = open_db("finish");
+    const aster_time_us now = 2000 * ASTER_US_PER_SEC;
+    char job[ASTER_ID_LEN + 1];
+    aster_exec ex[3], one;
+    aster_attempt at[3];
+    aster_attempt *list = NULL;
+    aster_err err = {0};
+    size_t n = 0;
+    static const char odd[] = "quote \" backslash \\ braces {a,b} NULL comma, \n\t \xc3\xa9";
+
+    (void)state;
+    insert_job(st, "finish", false, job);
+    for (int i = 0; i < 3; i++)
+        make_exec(&ex[i], job, now + i * ASTER_US_PER_SEC, ASTER_TRIGGER_SCHEDULE);
+    assert_int_equal(aster_store_exec_insert(st, ex, 2, NULL, &err), 0); /* ex[2] never stored */
+    memset(at, 0, sizeof(at));
+    for (int i = 0; i < 3; i++) {
+        ex[i].status = i ? ASTER_EXEC_FAILED : ASTER_EXEC_SUCCEEDED;
+        ex[i].started_at = now + 10;
+        ex[i].finished_at = now + 20;
+        ex[i].duration_ms = 0;
+        ex[i].http_status = i ? -1 : 200;
+        ex[i].exit_code = i ? 3 : -1;
+        memcpy(at[i].execution_id, ex[i].id, sizeof(at[i].execution_id));
+        at[i].attempt = 1;
+        at[i].status = ex[i].status;
+        at[i].started_at = now + 10;
+        at[i].finished_at = now + 20;
+        at[i].http_status = ex[i].http_status;
+        at[i].exit_code = ex[i].exit_code;
+        at[i].duration_ms = 0;
+    }
+    ex[0].output = aster_strdup(odd);
+    ex[1].error = aster_strdup("exit \"3\"");
+    at[1].error = ex[1].error;
+    assert_int_equal(aster_store_exec_finish(st, ex, at, 3, &err), 0);
+    /* Again: the attempts are recorded already; nothing changes or fails. */
+    assert_int_equal(aster_store_exec_finish(st, ex, at, 3, &err), 0);
+
+    aster_exec_init(&one);
+    assert_int_equal(aster_store_exec_get(st, ex[0].id, &one, &err), 0);
+    assert_int_equal(one.status, ASTER_EXEC_SUCCEEDED);
+    assert_string_equal(one.output, odd);
+    assert_null(one.error);
+    assert_int_equal(one.http_status, 200);
+    assert_int_equal(one.exit_code, -1);
+    assert_int_equal(one.finished_at, now + 20);
+    aster_exec_fini(&one);
+    assert_int_equal(aster_store_exec_get(st, ex[1].id, &one, &err), 0);
+    assert_int_equal(one.status, ASTER_EXEC_FAILED);
+    assert_string_equal(one.error, "exit \"3\"");
+    assert_null(one.output);
+    assert_int_equal(one.exit_code, 3);
+    aster_exec_fini(&one);
+    assert_int_equal(aster_store_exec_get(st, ex[2].id, &one, &err), ASTER_ENOENT);
+    aster_err_clear(&err);
+    assert_int_equal(aster_store_attempt_list(st, ex[1].id, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].status, ASTER_EXEC_FAILED);
+    assert_string_equal(list[0].error, "exit \"3\"");
+    aster_store_free_attempts(list, n);
+    assert_int_equal(aster_store_attempt_list(st, ex[2].id, &list, &n, &err), 0);
+    assert_int_equal(n, 0);
+    aster_store_free_attempts(list, n);
+    assert_int_equal(aster_store_exec_finish(st, NULL, NULL, 0, &err), 0);
+    for (int i = 0; i < 3; i++)
+        aster_exec_fini(&ex[i]);
+    aster_store_close(st);
+}
+
 /* The cases every backend passes. */
 #define STORE_CASES                                                                                \
     cmocka_unit_test(test_open_migrate_reopen), cmocka_unit_test(test_newer_schema_refused),       \
@@ -1882,7 +1956,7 @@ static void test_coordination(void **state)
         cmocka_unit_test(test_alerts), cmocka_unit_test(test_alert_delivery),                      \
         cmocka_unit_test(test_alert_scans), cmocka_unit_test(test_retention),                      \
         cmocka_unit_test(test_batch), cmocka_unit_test(test_concurrent),                           \
-        cmocka_unit_test(test_coordination)
+        cmocka_unit_test(test_coordination), cmocka_unit_test(test_exec_finish)
 
 #ifndef STORE_TEST_PG
 int main(void)

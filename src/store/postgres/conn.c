@@ -816,6 +816,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .queue_depth = pg_queue_depth,
     .exec_count = pg_exec_count,
     .attempt_insert = pg_attempt_insert,
+    .exec_finish = pg_exec_finish,
     .attempt_list = pg_attempt_list,
     .alert_insert = pg_alert_insert,
     .alert_list = pg_alert_list,

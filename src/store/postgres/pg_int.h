@@ -70,6 +70,7 @@ enum {
     PG_LEADER_RELEASE,
     PG_LEADER_FENCE,
     PG_ANNOUNCE_CANCEL,
+    PG_EXEC_FINISH,
     PG_STMT_COUNT
 };
 
@@ -236,6 +237,8 @@ int pg_exec_next_due(aster_store *st, aster_time_us *out, aster_err *err);
 int pg_queue_depth(aster_store *st, aster_time_us now, int64_t *out, aster_err *err);
 int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *err);
 int pg_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
+int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *at, size_t n,
+                   aster_err *err);
 int pg_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);
 int pg_alert_insert(aster_store *st, const aster_alert *a, aster_err *err);

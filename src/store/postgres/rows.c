@@ -564,8 +564,7 @@ int pg_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *i
     struct exec_insert x = {.execs = execs, .n = n};
     int rc = pg_run((pg_store *)st, PG_WRITE, exec_insert_fn, &x, err);
 
-    /* Here, once the rows are committed, is where a NOTIFY would wake the
-     * workers of other processes (ASTER_STORE_CAP_NOTIFY); not yet. */
+    /* Pending rows announce themselves to workers (a trigger, v3). */
     if (!rc)
         *inserted = x.inserted;
     return rc;
