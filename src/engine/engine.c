@@ -136,6 +136,7 @@ struct aster_engine {
     aster_mono_us lead_until;  /* the lease as far as we know it, locally */
     aster_mono_us last_renew;  /* last successful take or renewal */
     aster_mono_us last_hb;     /* last heartbeat written */
+    aster_mono_us up_since;    /* the store has answered every poll since; 0: it failed */
     aster_store_listener *lis; /* NULL while down */
     uv_poll_t *lis_poll;       /* on lis's descriptor; freed on close */
     int64_t poll_ms;           /* the safety poll's period */
@@ -1219,23 +1220,44 @@ static void on_poll(uv_timer_t *t)
     if (e->o.work && aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
         if (aster_store_exec_extend(e->o.store, e->owner, now + e->o.lease_ms * 1000, &err))
             log_err(e, "cannot extend leases", &err);
-        e->last_extend = aster_mono_now();
+        else
+            e->last_extend = aster_mono_now(); /* else again at the next poll */
     }
     size_t retried = 0, failed = 0;
+    bool ok = !err.code;
     aster_err_clear(&err);
     /* Another node's work is taken back when its lease ran out, or as
-     * soon as the node has been silent for dead_ms. */
+     * soon as the node has been silent for dead_ms.  On a shared store,
+     * only after this process has reached the database for that long
+     * itself: after an outage every node's heartbeat and lease look stale
+     * until the nodes have had their chance to renew them. */
+    aster_mono_us mono = aster_mono_now();
+    /* Owners extend their leases at their first poll that reaches the
+     * store (a failed extension is tried again at the next), and beat
+     * within heartbeat_ms < dead_ms. */
+    int64_t settle = e->o.dead_ms + e->poll_ms;
+    bool may_reclaim = !e->shared || (e->up_since && mono - e->up_since >= settle * 1000);
     aster_time_us dead_before = e->shared ? now - e->o.dead_ms * 1000 : 0;
-    if (aster_store_exec_reclaim(e->o.store, e->owner, now, dead_before, now, &retried, &failed,
-                                 &err))
+    if (may_reclaim && aster_store_exec_reclaim(e->o.store, e->owner, now, dead_before, now,
+                                                &retried, &failed, &err)) {
         log_err(e, "cannot reclaim expired leases", &err);
-    else if (retried || failed) {
+        ok = false;
+    } else if (retried || failed) {
         for (size_t i = 0; i < failed; i++)
             aster_metrics_exec_final(e->o.metrics, ASTER_EXEC_FAILED, -1, -1);
         const aster_kv kv[] = {ASTER_KV_INT("retried", (int64_t)retried),
                                ASTER_KV_INT("failed", (int64_t)failed)};
         lg(e, ASTER_LOG_WARN, "expired leases taken back", kv, ASTER_NELEM(kv));
     }
+    if (ok && !may_reclaim) {
+        /* Without a reclaim this poll has not touched the store yet. */
+        int64_t depth = 0;
+        ok = !aster_store_exec_next_due(e->o.store, &depth, &err);
+    }
+    if (!ok)
+        e->up_since = 0;
+    else if (!e->up_since)
+        e->up_since = mono;
     dispatch(e);
     arm_due(e);
 }
@@ -1403,14 +1425,16 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
 
     /* On a store no other process shares, whatever is still running was
      * left by a previous process of ours that died: take it all back now,
-     * not after its leases run out. */
+     * not after its leases run out.  On a shared store others may be at
+     * work: the periodic pass takes back what dead nodes left, once this
+     * process has reached the store for long enough to tell (on_poll). */
     aster_time_us now = aster_time_now();
-    aster_time_us expired_before = e->shared ? now : INT64_MAX;
-    aster_time_us dead_before = e->shared ? now - e->o.dead_ms * 1000 : 0;
-    rc = aster_store_exec_reclaim(e->o.store, NULL, expired_before, dead_before, now, &retried,
-                                  &failed, err);
-    if (rc)
-        goto fail_loop;
+    e->up_since = aster_mono_now();
+    if (!e->shared) {
+        rc = aster_store_exec_reclaim(e->o.store, NULL, INT64_MAX, 0, now, &retried, &failed, err);
+        if (rc)
+            goto fail_loop;
+    }
     if (retried || failed) {
         for (size_t i = 0; i < failed; i++)
             aster_metrics_exec_final(e->o.metrics, ASTER_EXEC_FAILED, -1, -1);
