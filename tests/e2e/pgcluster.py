@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -163,11 +164,74 @@ class PgServer:
         if r.returncode != 0:
             raise RuntimeError(f"psql: {sql}: {r.stderr.strip()}")
         rows = []
-        for line in r.stdout.splitlines():
+        for line in r.stdout.split("\n"):
             if line == "":
                 continue
             rows.append([None if c == "\x1e" else c for c in line.split("\x1f")])
         return rows
+
+
+class PsqlSession:
+    """One long-lived psql connection, to hold a transaction (and its row
+    locks) open across steps of a test."""
+
+    def __init__(self, pg, db):
+        env = dict(os.environ, PGCONNECT_TIMEOUT="10")
+        self.proc = subprocess.Popen(
+            [os.path.join(pg.bindir, "psql"), "-X", "-q", "-A", "-t", "-F", "\x1f",
+             "-h", "127.0.0.1", "-p", str(pg.port), "-U", "aster", "-d", db],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self._n = itertools.count(1)
+        self._buf = b""
+
+    def _line(self, deadline):
+        """The next output line, read from the descriptor itself (a buffered
+        reader would hide complete lines from select())."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError("psql session ended: " + self._buf.decode(errors="replace"))
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def run(self, sql, timeout=15):
+        """Runs SQL; returns its output rows (lists of strings).  Raises on
+        an ERROR line or when it does not complete in `timeout` s."""
+        marker = f"__aster_done_{next(self._n)}__"
+        self.proc.stdin.write((sql.rstrip().rstrip(";") + ";\n\\echo " + marker + "\n").encode())
+        self.proc.stdin.flush()
+        rows, errors = [], []
+        deadline = time.time() + timeout
+        while True:
+            line = self._line(deadline)
+            if line is None:
+                raise RuntimeError(f"psql session: no answer to {sql!r} in {timeout} s")
+            if line == marker:
+                break
+            if line.startswith(("ERROR:", "FATAL:", "psql:")):
+                errors.append(line)
+            elif line:
+                rows.append(line.split("\x1f"))
+        if errors:
+            raise RuntimeError(f"psql session: {sql!r}: {errors}")
+        return rows
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
 
 
 def epoch_seconds(v):
@@ -340,9 +404,19 @@ class Cluster:
         self.store = pg.url(db)
         self.log_dir = log_dir
         self.procs = []
+        self.sessions = []
+
+    def session(self):
+        """A PsqlSession on this database, closed by close()."""
+        s = PsqlSession(self.pg, self.db)
+        self.sessions.append(s)
+        return s
 
     def start(self, role, *args, name=None, env=None):
-        p = Aster(role, self.log_dir, self.store, args, env, name)
+        """Starts `aster ROLE ARGS` on this database; its PostgreSQL sessions
+        carry application_name=NAME (pg_stat_activity tells them apart)."""
+        name = name or role
+        p = Aster(role, self.log_dir, f"{self.store}?application_name={name}", args, env, name)
         self.procs.append(p)
         return p
 
@@ -354,6 +428,8 @@ class Cluster:
         return self.pg.query(self.db, sql)
 
     def close(self):
+        for s in self.sessions:
+            s.close()
         for p in self.procs:
             try:
                 p.stop(signal.SIGKILL, timeout=10)

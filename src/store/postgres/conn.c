@@ -317,9 +317,29 @@ int pg_conn_open(const pg_store *s, pg_conn **out, aster_err *err)
 {
     /* Defaults before the URL ("dbname", expanded): the URL's own settings
      * win. */
-    static const char *const keys[] = {"connect_timeout", "fallback_application_name",
-                                       "client_encoding", "dbname", NULL};
-    const char *vals[] = {PG_CONNECT_TIMEOUT, "aster", "UTF8", s->url, NULL};
+    /* A peer that vanished (a frozen or cut-off process) must not hold
+     * locks for long: keepalives find a dead connection in ~10 s instead of
+     * the kernel's two hours, and the server ends a transaction left idle
+     * for 2 s, releasing its locks (Aster never waits inside one: a
+     * transaction's statements follow each other at once).  Without it a
+     * scheduler leader frozen mid-write would keep the leadership row
+     * locked, and the standby from taking over, for as long as it stays
+     * frozen. */
+    static const char *const keys[] = {"connect_timeout",  "fallback_application_name",
+                                       "client_encoding",  "keepalives",
+                                       "keepalives_idle",  "keepalives_interval",
+                                       "keepalives_count", "options",
+                                       "dbname",           NULL};
+    const char *vals[] = {PG_CONNECT_TIMEOUT,
+                          "aster",
+                          "UTF8",
+                          "1",
+                          "5",
+                          "2",
+                          "3",
+                          "-c idle_in_transaction_session_timeout=2000",
+                          s->url,
+                          NULL};
     pg_conn *c = aster_calloc(1, sizeof(*c));
     int rc;
 

@@ -67,6 +67,21 @@ int pg_node_heartbeat(aster_store *st, const char *node, const char *role, aster
     return pg_run((pg_store *)st, PG_WRITE, heartbeat_fn, &x, err);
 }
 
+/* The row may be locked by the leader's fenced write: wait a little, not
+ * for as long as that transaction lasts (a frozen leader's lasts until the
+ * server ends it), so that the caller's loop goes on. */
+static int acquire_fn(pg_conn *c, void *ctx, aster_err *err)
+{
+    PGresult *r = PQexec(c->db, "SET LOCAL lock_timeout = 500");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+    PQclear(r);
+    if (!ok)
+        return aster_err_set(err, ASTER_EUNAVAIL, "store", "cannot set a lock timeout: %.150s",
+                             PQerrorMessage(c->db));
+    return pg_run_scalar(c, ctx, err);
+}
+
 int pg_leader_acquire(aster_store *st, const char *node, aster_time_us now,
                       aster_time_us lease_until, int64_t *token, aster_err *err)
 {
@@ -94,7 +109,7 @@ int pg_leader_acquire(aster_store *st, const char *node, aster_time_us now,
     pg_p_int(&x.p, 3, lease_until);
     /* Not PG_IDEMPOTENT: a renewal applied twice is harmless, but a take
      * applied twice would skip a token. */
-    rc = pg_run((pg_store *)st, PG_WRITE, pg_run_scalar, &x, err);
+    rc = pg_run((pg_store *)st, PG_WRITE, acquire_fn, &x, err);
     if (!rc)
         *token = x.value;
     return rc;
