@@ -994,6 +994,18 @@ static void test_claim_extend_reclaim(void **state)
     assert_int_equal(one.finished_at, later);
     assert_int_equal(one.duration_ms, 20000);
     aster_exec_fini(&one);
+    {
+        /* The lost attempt is in the history too. */
+        aster_attempt *at = NULL;
+        size_t na = 0;
+        assert_int_equal(aster_store_attempt_list(st, ex[1].id, &at, &na, &err), 0);
+        assert_int_equal(na, 1);
+        assert_int_equal(at[0].attempt, 1);
+        assert_int_equal(at[0].status, ASTER_EXEC_FAILED);
+        assert_string_equal(at[0].error, "lost: executor died");
+        assert_int_equal(at[0].finished_at, later);
+        aster_store_free_attempts(at, na);
+    }
 
     /* A restart takes back everything, its own included. */
     assert_int_equal(

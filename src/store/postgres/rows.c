@@ -750,6 +750,11 @@ int pg_exec_extend(aster_store *st, const char *owner, aster_time_us lease_until
     "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < $5)) "                            \
     "AND ($2::text IS NULL OR claimed_by IS DISTINCT FROM $2::text) "                              \
     "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = executions.job_id AND delivery = $3)"
+/* The same rows, whatever their job's delivery ($3 unused but typed). */
+#define RECLAIM_WHERE_ANY                                                                          \
+    " WHERE status = 'running' AND (coalesce(lease_until, 0) < $1 "                                \
+    "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < $5)) "                            \
+    "AND ($2::text IS NULL OR claimed_by IS DISTINCT FROM $2::text) AND $3::text IS NOT NULL"
 
 struct reclaim {
     pg_params p;
@@ -761,8 +766,20 @@ static int reclaim_fn(pg_conn *c, void *ctx, aster_err *err)
     struct reclaim *x = ctx;
     PGresult *r;
 
-    /* started_at and drift_ms stay: the attempt that was lost did start. */
+    /* The lost attempts join the history first (both deliveries: $3 is
+     * not used here), then each half changes its rows.  started_at and
+     * drift_ms stay: the attempt that was lost did start. */
     pg_p_text(&x->p, 3, aster_delivery_name(ASTER_DELIVERY_ATLEAST_ONCE));
+    r = pg_query(c, PG_EXEC_RECLAIM_LOST,
+                 "INSERT INTO attempts (execution_id, attempt, status, started_at, finished_at, "
+                 "duration_ms, error) "
+                 "SELECT id, attempt, 'failed', started_at, $4, ($4 - started_at) / 1000, "
+                 "'lost: executor died' FROM executions" RECLAIM_WHERE_ANY
+                 " ON CONFLICT (execution_id, attempt) DO NOTHING",
+                 &x->p);
+    if (!r)
+        return pg_fail(c, "reclaiming executions", err);
+    PQclear(r);
     r = pg_query(c, PG_EXEC_RECLAIM_RETRY,
                  "UPDATE executions SET status = 'pending', attempt = attempt + 1, "
                  "not_before = $4, claimed_by = NULL, lease_until = NULL" RECLAIM_WHERE,

@@ -800,6 +800,11 @@ int sq_exec_extend(aster_store *stp, const char *owner, aster_time_us lease_unti
     "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < ?5)) "                            \
     "AND (?2 IS NULL OR claimed_by IS NOT ?2) "                                                    \
     "AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = executions.job_id AND delivery = ?3)"
+/* The same rows, whatever their job's delivery (?3 bound but unused). */
+#define RECLAIM_WHERE_ANY                                                                          \
+    " WHERE status = 'running' AND (coalesce(lease_until, 0) < ?1 "                                \
+    "OR claimed_by IN (SELECT id FROM nodes WHERE heartbeat_at < ?5)) "                            \
+    "AND (?2 IS NULL OR claimed_by IS NOT ?2) AND ?3 IS NOT NULL"
 
 static int reclaim_step(sq_conn *c, int slot, const char *sql, const char *keep,
                         aster_time_us expired_before, aster_time_us dead_before, aster_time_us now,
@@ -831,12 +836,23 @@ int sq_exec_reclaim(aster_store *stp, const char *keep_owner, aster_time_us expi
 
     if (rc)
         return rc;
-    /* started_at and drift_ms stay: the attempt that was lost did start. */
-    rc = reclaim_step(c, SQ_EXEC_RECLAIM_RETRY,
-                      "UPDATE executions SET status = 'pending', attempt = attempt + 1, "
-                      "not_before = ?4, claimed_by = NULL, lease_until = NULL" RECLAIM_WHERE,
+    /* The lost attempts join the history first (?3 matches every job:
+     * both deliveries are taken back), then each half changes its rows.
+     * started_at and drift_ms stay: the attempt that was lost did start. */
+    size_t lost = 0;
+    rc = reclaim_step(c, SQ_EXEC_RECLAIM_LOST,
+                      "INSERT OR IGNORE INTO attempts (execution_id, attempt, status, started_at, "
+                      "finished_at, duration_ms, error) "
+                      "SELECT id, attempt, 'failed', started_at, ?4, (?4 - started_at) / 1000, "
+                      "'lost: executor died' FROM executions" RECLAIM_WHERE_ANY,
                       keep_owner, expired_before, dead_before, now, ASTER_DELIVERY_ATLEAST_ONCE,
-                      retried, err);
+                      &lost, err);
+    if (!rc)
+        rc = reclaim_step(c, SQ_EXEC_RECLAIM_RETRY,
+                          "UPDATE executions SET status = 'pending', attempt = attempt + 1, "
+                          "not_before = ?4, claimed_by = NULL, lease_until = NULL" RECLAIM_WHERE,
+                          keep_owner, expired_before, dead_before, now, ASTER_DELIVERY_ATLEAST_ONCE,
+                          retried, err);
     if (!rc)
         rc = reclaim_step(c, SQ_EXEC_RECLAIM_FAIL,
                           "UPDATE executions SET status = 'failed', finished_at = ?4, "
