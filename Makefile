@@ -8,7 +8,8 @@ PYTHON     ?= /usr/bin/python3
 SRC_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src tests bench -name '*.[ch]')
 
 .PHONY: all build build-asan run test unit e2e quality format deps deps-test clean bench-cron \
-        bench-api bench-fire
+        bench-api bench-fire bench-queue-pg
+.PHONY: cluster full-demo
 
 all: build
 
@@ -44,6 +45,12 @@ test: deps-test build build-asan
 	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) -m pytest -q tests/e2e
 	@echo "== end-to-end tests ($(BUILD_SAN))"
 	ASTER_BIN=$(CURDIR)/$(BUILD_SAN)/aster $(PYTHON) -m pytest -q tests/e2e
+	@echo "== end-to-end tests on PostgreSQL ($(BUILD))"
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster ASTER_TEST_STORE=postgres \
+	    scripts/pg-test.sh $(PYTHON) -m pytest -q tests/e2e
+	@echo "== end-to-end tests on PostgreSQL ($(BUILD_SAN))"
+	ASTER_BIN=$(CURDIR)/$(BUILD_SAN)/aster ASTER_TEST_STORE=postgres \
+	    scripts/pg-test.sh $(PYTHON) -m pytest -q tests/e2e
 	$(MAKE) quality
 
 unit: build
@@ -51,6 +58,13 @@ unit: build
 
 e2e: build
 	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) -m pytest -q tests/e2e
+
+# The same end-to-end suite, each server on a fresh database of a throwaway
+# PostgreSQL server on loopback (scripts/pg-test.sh; tests/e2e/conftest.py).
+.PHONY: e2e-pg
+e2e-pg: build
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster ASTER_TEST_STORE=postgres \
+	    scripts/pg-test.sh $(PYTHON) -m pytest -q tests/e2e
 
 quality: deps-test build
 	@echo "== clang-format"
@@ -72,6 +86,20 @@ bench-api: build
 
 bench-fire: build
 	bench/fire/run.sh $(BUILD)/aster
+
+bench-queue-pg: build
+	bench/queue-pg/run.sh $(BUILD)/aster
+
+# A local cluster on loopback: PostgreSQL, 2 `aster api`, 2 `aster scheduler`,
+# 3 `aster worker` (scripts/cluster status|stop to look at it or stop it).
+cluster: build
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster scripts/cluster start
+
+# Starts that cluster in a directory of its own, shows jobs of each kind, kills a worker
+# and the scheduler leader, checks the every-second job, stops the cluster.
+full-demo: build
+	@test -x $(PYTHON) || scripts/deps.sh test
+	ASTER_BIN=$(CURDIR)/$(BUILD)/aster $(PYTHON) scripts/full-demo
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

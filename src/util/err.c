@@ -65,6 +65,18 @@ void aster_utf8_scrub(char *s)
     }
 }
 
+bool aster_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (p && *p) {
+        int n = utf8_len(p);
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 const char *aster_err_name(int code)
 {
     switch (code) {

@@ -7,6 +7,7 @@
 #ifndef ASTER_UTIL_ERR_H
 #define ASTER_UTIL_ERR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ASTER_OK        0
@@ -50,6 +51,8 @@ int aster_err_set(aster_err *err, int code, const char *field, const char *fmt, 
  * cut at a buffer's end) can always go into JSON.  aster_err_set applies it
  * to field and msg. */
 void aster_utf8_scrub(char *s);
+/* Whether `s` is valid UTF-8 throughout (NULL: true). */
+bool aster_utf8_valid(const char *s);
 
 /* Short stable name of a code: "invalid", "not_found", ... (static). */
 const char *aster_err_name(int code);

@@ -1,6 +1,15 @@
 """Shared fixtures for end-to-end tests: they drive the real `aster` binary
 (ASTER_BIN, set by `make test`) over real sockets, each with its own
-temporary database, and stop every process they start."""
+temporary database, and stop every process they start.
+
+The store is SQLite (a file per test) unless ASTER_TEST_STORE=postgres: then
+every database is a fresh one created for the test on the PostgreSQL server
+named by ASTER_TEST_PG_URL (scripts/pg-test.sh starts one on loopback) and
+dropped when the test ends.  Tests read the backend from STORE_KIND (or the
+`store_kind` fixture); `@pytest.mark.sqlite_only("reason")` skips a test that
+cannot apply to PostgreSQL."""
+import glob
+import itertools
 import json
 import os
 import signal
@@ -8,12 +17,179 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 
 ASTER_BIN = os.environ.get("ASTER_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "aster")
+
+STORE_KIND = os.environ.get("ASTER_TEST_STORE") or "sqlite"
+if STORE_KIND not in ("sqlite", "postgres"):
+    raise RuntimeError(f"ASTER_TEST_STORE={STORE_KIND}: expected sqlite or postgres")
+PG_URL = os.environ.get("ASTER_TEST_PG_URL", "")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): the test cannot apply to PostgreSQL; skipped there")
+    if STORE_KIND == "postgres" and not PG_URL.startswith("postgres"):
+        raise pytest.UsageError("ASTER_TEST_STORE=postgres needs ASTER_TEST_PG_URL "
+                                "(run under scripts/pg-test.sh)")
+
+
+def pytest_runtest_setup(item):
+    m = item.get_closest_marker("sqlite_only")
+    if m and STORE_KIND != "sqlite":
+        if not m.args:
+            raise pytest.UsageError(f"{item.nodeid}: sqlite_only needs a reason")
+        pytest.skip("SQLite only: " + m.args[0])
+
+
+@pytest.fixture
+def store_kind():
+    """"sqlite" or "postgres": the backend every server of this run uses."""
+    return STORE_KIND
+
+
+# ---- databases: a file on SQLite, a fresh database on PostgreSQL ----------
+
+def _pg_bindir():
+    dirs = [d for d in glob.glob("/usr/lib/postgresql/*/bin")
+            if os.access(os.path.join(d, "psql"), os.X_OK)]
+    if not dirs:
+        raise RuntimeError("PostgreSQL client programs not found in /usr/lib/postgresql/*/bin")
+    return max(dirs, key=lambda d: [int(x) for x in d.split("/")[-2].split(".")
+                                    if x.isdigit()])
+
+
+_pg_names = itertools.count(1)
+_pg_created = []  # databases created and not yet dropped
+
+
+def pg_url(name):
+    """The URL of database NAME on the test server."""
+    u = urllib.parse.urlsplit(PG_URL)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+def pg_admin(sql):
+    """Runs SQL on the server's maintenance database (outside a transaction)."""
+    r = subprocess.run([os.path.join(_pg_bindir(), "psql"), "-X", "-q",
+                        "-v", "ON_ERROR_STOP=1", "-d", pg_url("postgres"), "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql: {sql}: {r.stderr.strip()}")
+
+
+def new_database(tmp_path, name="aster"):
+    """A new empty database: on SQLite the path of a file not yet made in
+    tmp_path, on PostgreSQL the name of a database just created.  Pass it
+    to Server(db=...) or store_url()."""
+    if STORE_KIND == "sqlite":
+        return str(tmp_path / f"{name}.db")
+    db = f"aster_e2e_{os.getpid()}_{next(_pg_names)}"
+    pg_admin(f'CREATE DATABASE "{db}"')
+    _pg_created.append(db)
+    return db
+
+
+def store_url(db):
+    """The --store value for a database from new_database()."""
+    return f"sqlite:{db}" if STORE_KIND == "sqlite" else pg_url(db)
+
+
+def drop_databases():
+    while _pg_created:
+        db = _pg_created.pop()
+        try:  # FORCE: a process a test left behind cannot keep it alive
+            pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(f"warning: {e}")
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases():
+    """Set up before, so torn down after, every other fixture of the test:
+    its servers are stopped by then."""
+    yield
+    drop_databases()
+
+
+def pytest_sessionfinish(session):
+    drop_databases()
+
+
+def _pg_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _pg_bind(sql, params):
+    parts = sql.split("?")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders, {len(params)} parameters: {sql}")
+    out = [parts[0]]
+    for v, rest in zip(params, parts[1:]):
+        out += [_pg_literal(v), rest]
+    return "".join(out)
+
+
+def _psql(db, sql):
+    r = subprocess.run([os.path.join(_pg_bindir(), "psql"), "-X", "-q", "-A", "-t",
+                        "-v", "ON_ERROR_STOP=1", "-d", pg_url(db)],
+                       input=sql, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql: {r.stderr.strip()}")
+    return r.stdout
+
+
+def db_execute(db, *statements):
+    """Runs (sql, params) statements on database DB in one transaction, with
+    `?` placeholders on either backend (booleans bind as 0/1 on SQLite)."""
+    if STORE_KIND == "sqlite":
+        import sqlite3
+        con = sqlite3.connect(db)
+        try:
+            for sql, params in statements:
+                con.execute(sql, params)
+            con.commit()
+        finally:
+            con.close()
+        return
+    _psql(db, "BEGIN;\n" + "".join(_pg_bind(sql, params) + ";\n"
+                                   for sql, params in statements) + "COMMIT;\n")
+
+
+def db_query(db, sql, params=()):
+    """The rows (tuples, typed) of one query on database DB."""
+    if STORE_KIND == "sqlite":
+        import sqlite3
+        con = sqlite3.connect(db)
+        try:
+            return [tuple(r) for r in con.execute(sql, params)]
+        finally:
+            con.close()
+    out = _psql(db, "SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (" +
+                _pg_bind(sql, params) + ") q")
+    return [tuple(r.values()) for r in json.loads(out)]
+
+
+def db_tables(db):
+    """The names of the tables in database DB ([] for no SQLite file)."""
+    if STORE_KIND == "sqlite":
+        if not os.path.exists(db):
+            return []
+        return sorted(r[0] for r in db_query(db, "SELECT name FROM sqlite_master "
+                                                 "WHERE type = 'table'"))
+    return sorted(r[0] for r in db_query(db, "SELECT tablename FROM pg_tables "
+                                             "WHERE schemaname = 'public'"))
 
 
 def free_port():
@@ -65,7 +241,11 @@ class Server:
 
     def __init__(self, tmp_path, args=(), env=None, db=None):
         self.port = free_port()
-        self.db = db or str(tmp_path / "aster.db")
+        # On SQLite the default is the same file for every Server of a test
+        # (as it always was); on PostgreSQL each gets a fresh database.
+        self.db = db or (str(tmp_path / "aster.db") if STORE_KIND == "sqlite"
+                         else new_database(tmp_path))
+        self.store = store_url(self.db)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"aster-{self.port}.log"
         e = dict(os.environ)
@@ -73,7 +253,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [ASTER_BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--store", f"sqlite:{self.db}", "--log-format", "json", *args],
+             "--store", self.store, "--log-format", "json", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=e)
 
     def wait_ready(self, timeout=15):
@@ -201,6 +381,9 @@ class Sink:
 
         class Srv(httpserver.ThreadingHTTPServer):
             daemon_threads = True
+            # Python's default backlog of 5 drops connections in bursts of
+            # fires, and curl retries them a second later: late, not Aster.
+            request_queue_size = 256
 
         self.httpd = Srv(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

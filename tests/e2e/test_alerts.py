@@ -2,10 +2,9 @@
 import hashlib
 import hmac
 import json
-import sqlite3
 import time
 
-from conftest import wait_for
+from conftest import db_query, wait_for
 
 FAR = "0 0 1 1 *"
 
@@ -122,9 +121,8 @@ def test_pruner_keeps_exactly_the_configured_history(start_server, sink):
     time.sleep(2.5)  # at least one pruning pass after the last execution
 
     def count():
-        with sqlite3.connect(s.db) as c:
-            return c.execute("SELECT count(*) FROM executions WHERE job_id = ?",
-                             (job["id"],)).fetchone()[0]
+        return db_query(s.db, "SELECT count(*) FROM executions WHERE job_id = ?",
+                        (job["id"],))[0][0]
     assert count() == 3
     kept = s.get(f"/api/v1/jobs/{job['id']}/executions").json()["items"]
     assert len(kept) == 3
@@ -134,9 +132,10 @@ def test_pruner_keeps_exactly_the_configured_history(start_server, sink):
 
 
 def test_bad_retention_settings_exit_2(tmp_path):
-    from conftest import run_aster
+    from conftest import new_database, run_aster, store_url
+    store = store_url(new_database(tmp_path, "x"))
     for env in ({"ASTER_HISTORY_MAX_AGE": "soon"}, {"ASTER_HISTORY_PER_JOB": "0"},
                 {"ASTER_HISTORY_PRUNE_INTERVAL": "10ms"}):
-        p = run_aster("serve", "--store", f"sqlite:{tmp_path}/x.db", env=env)
+        p = run_aster("serve", "--store", store, env=env)
         assert p.returncode == 2, (env, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1

@@ -13,13 +13,12 @@ import pathlib
 import re
 import signal
 import socket
-import sqlite3
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import http, run_aster
+from conftest import db_execute, http, new_database, run_aster, store_url
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 JOBS = "/api/v1/jobs"
@@ -177,13 +176,7 @@ def stored(s):
 def with_db(start_server, s, *statements):
     """Stops `s`, runs SQL on its database, starts a new server on it."""
     s.stop()
-    con = sqlite3.connect(s.db)
-    try:
-        for sql, params in statements:
-            con.execute(sql, params)
-        con.commit()
-    finally:
-        con.close()
+    db_execute(s.db, *statements)
     return start_server(db=s.db)
 
 
@@ -1385,7 +1378,8 @@ def test_api_keys_file(start_server, tmp_path):
 
 
 def test_unreadable_api_keys_file_refuses_to_start(tmp_path):
-    p = run_aster("serve", "--listen", "127.0.0.1:0", "--store", f"sqlite:{tmp_path}/k.db",
+    p = run_aster("serve", "--listen", "127.0.0.1:0",
+                  "--store", store_url(new_database(tmp_path, "k")),
                   "--api-keys-file", str(tmp_path / "missing"), timeout=10)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert "--api-keys-file" in p.stderr

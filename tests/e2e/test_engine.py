@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import db_execute, db_query, wait_for
 
 FINAL = {"succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"}
 
@@ -274,22 +274,17 @@ def test_misfire_policies_after_downtime(start_server, sink, policy):
 def test_long_outage_stays_bounded(start_server, sink, policy, catchups):
     """Two hours of an every-second job passed over: at most 1,000 `missed`
     rows, one row that counts the rest, and the policy's catch-ups."""
-    import sqlite3
     s = start_server()
     job = create(s, schedule="* * * * * *", api=sink.url + "/ok", misfire=policy,
                  misfire_grace_ms=1000, paused=True)
     s.stop(signal.SIGKILL)
-    db = sqlite3.connect(s.db)
     two_hours_ago = int((time.time() - 7200) * 1e6) // 1000000 * 1000000
-    db.execute("UPDATE jobs SET paused = 0, next_fire_at = ? WHERE id = ?",
-               (two_hours_ago, job["id"]))
-    db.commit()
-    db.close()
+    db_execute(s.db, ("UPDATE jobs SET paused = ?, next_fire_at = ? WHERE id = ?",
+                      (False, two_hours_ago, job["id"])))
     s2 = start_server(db=s.db)
     def stored():
-        with sqlite3.connect(s.db) as c:
-            return c.execute("SELECT count(*) FROM executions WHERE job_id = ?",
-                             (job["id"],)).fetchone()[0]
+        return db_query(s.db, "SELECT count(*) FROM executions WHERE job_id = ?",
+                        (job["id"],))[0][0]
     wait_for(lambda: stored() >= 1001 + catchups, timeout=20)
     s2.post(f"/api/v1/jobs/{job['id']}/pause")
     rows = []

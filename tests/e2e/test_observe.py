@@ -1,12 +1,11 @@
 """Observability end to end: /metrics parsed by the Prometheus client's own
 text parser, its counters checked against the executions stored, and the
 stats answer."""
-import sqlite3
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import http, wait_for
+from conftest import db_query, http, wait_for
 
 FINAL = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
 
@@ -63,8 +62,7 @@ def test_counters_match_the_executions_stored(server, sink):
     time.sleep(0.5)  # let the last results be recorded
     fams = scrape(server)
     counted = {s.labels["status"]: s.value for s in samples(fams, "aster_executions_total")}
-    db = sqlite3.connect(server.db)
-    stored = dict(db.execute("SELECT status, count(*) FROM executions GROUP BY status"))
+    stored = dict(db_query(server.db, "SELECT status, count(*) FROM executions GROUP BY status"))
     for st in FINAL:
         assert counted.get(st, 0) == stored.get(st, 0), (st, counted, stored)
     drift_count = samples(fams, "aster_execution_drift_seconds_count")[0].value

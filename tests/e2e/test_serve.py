@@ -1,5 +1,5 @@
 """Foundation end-to-end tests: the real `aster` binary, real sockets, a
-real SQLite file per test."""
+real database per test (a SQLite file, or a PostgreSQL database: conftest)."""
 import json
 import os
 import pathlib
@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import ASTER_BIN, Server, free_port, http, run_aster
+from conftest import (ASTER_BIN, STORE_KIND, Server, db_query, db_tables, free_port, http,
+                      new_database, pg_admin, run_aster, store_url, wait_for)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -32,10 +33,20 @@ def test_healthz_and_readyz(server):
     assert r.json()["status"] == "ready"
 
 
+def lose_database(db):
+    """Takes DB away from the server using it, as a lost disk or server would."""
+    if STORE_KIND == "sqlite":
+        os.unlink(db)  # the file the server writes to is gone
+        return
+    # No new connections, and the server's own are cut: it must reconnect, and cannot.
+    pg_admin(f'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS false')
+    pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+
+
 def test_readyz_reports_lost_database(tmp_path):
     s = Server(tmp_path).wait_ready()
     try:
-        os.unlink(s.db)  # the file the server writes to is gone
+        lose_database(s.db)
         r = s.get("/readyz")
         assert r.status == 503
         body = r.json()
@@ -47,7 +58,10 @@ def test_readyz_reports_lost_database(tmp_path):
 
 
 def test_listening_line_is_logged_with_address(server):
-    lines = [json.loads(l) for l in server.logs().splitlines() if l.strip()]
+    def complete_lines():  # /healthz may answer before the line is written
+        lines = [json.loads(l) for l in server.logs().split("\n")[:-1] if l.strip()]
+        return lines if any(l["msg"] == "listening" for l in lines) else None
+    lines = wait_for(complete_lines, timeout=5)
     listening = [l for l in lines if l["msg"] == "listening"]
     assert listening and listening[0]["address"] == f"127.0.0.1:{server.port}"
     for l in lines:  # every line: time, level, component, message
@@ -97,6 +111,7 @@ def test_shutdown_lets_in_flight_request_finish(tmp_path):
     s.log.close()
 
 
+@pytest.mark.sqlite_only("one process per SQLite file (a lock); PostgreSQL is shared by design")
 def test_second_server_on_same_database_is_refused(tmp_path):
     s = Server(tmp_path).wait_ready()
     try:
@@ -111,19 +126,22 @@ def test_second_server_on_same_database_is_refused(tmp_path):
 
 
 def test_non_loopback_refused_without_keys(tmp_path):
-    p = run_aster("serve", "--listen", "0.0.0.0:0", "--store", f"sqlite:{tmp_path}/a.db")
+    db = new_database(tmp_path, "a")
+    p = run_aster("serve", "--listen", "0.0.0.0:0", "--store", store_url(db))
     assert p.returncode == 2
     line = one_error_line(p)
     assert "--listen" in line and "--insecure" in line
+    assert db_tables(db) == []  # refused before the store was touched
     assert not (tmp_path / "a.db").exists()
 
 
 def test_insecure_or_keys_pass_the_guard(tmp_path):
     # 192.0.2.1 (TEST-NET-1) is not on this machine: binding it fails after
     # the guard, which shows the guard let it through (no traffic is sent).
+    store = store_url(new_database(tmp_path, "b"))
     for extra, env in ((["--insecure"], {}), ([], {"ASTER_API_KEYS": "k1"})):
         p = run_aster("serve", "--listen", "192.0.2.1:0", "--store",
-                      f"sqlite:{tmp_path}/b.db", "--log-format", "text", *extra, env=env)
+                      store, "--log-format", "text", *extra, env=env)
         assert p.returncode == 1, p.stderr
         assert "cannot listen on 192.0.2.1:0" in p.stderr
 
@@ -141,7 +159,7 @@ def test_insecure_or_keys_pass_the_guard(tmp_path):
     ([], {"ASTER_LOG_LEVEL": "chatty"}, "ASTER_LOG_LEVEL"),
 ])
 def test_bad_configuration_exits_2_naming_it(tmp_path, args, env, field):
-    p = run_aster("serve", "--store", f"sqlite:{tmp_path}/c.db", *args, env=env)
+    p = run_aster("serve", "--store", store_url(new_database(tmp_path, "c")), *args, env=env)
     assert p.returncode == 2
     line = one_error_line(p)
     assert line.startswith(f"error: {field}: "), line
@@ -159,7 +177,8 @@ def test_flag_wins_over_environment(tmp_path):
 
 def test_environment_configures_listen(tmp_path):
     port = free_port()
-    e = dict(os.environ, ASTER_LISTEN=f"127.0.0.1:{port}", ASTER_STORE=f"sqlite:{tmp_path}/e.db")
+    db = new_database(tmp_path, "e")
+    e = dict(os.environ, ASTER_LISTEN=f"127.0.0.1:{port}", ASTER_STORE=store_url(db))
     p = subprocess.Popen([ASTER_BIN, "serve"], env=e, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
@@ -172,7 +191,7 @@ def test_environment_configures_listen(tmp_path):
                 time.sleep(0.05)
         else:
             pytest.fail("not listening on ASTER_LISTEN")
-        assert (tmp_path / "e.db").exists()
+        assert "jobs" in db_tables(db)  # ASTER_STORE was used
     finally:
         p.terminate()
         assert p.wait(5) == 0
@@ -215,23 +234,30 @@ def test_version_and_help():
 
 
 def test_migrate_creates_and_is_idempotent(tmp_path):
-    db = tmp_path / "m.db"
-    p = run_aster("migrate", "--store", f"sqlite:{db}", "--log-format", "text")
+    db = new_database(tmp_path, "m")
+    p = run_aster("migrate", "--store", store_url(db), "--log-format", "text")
     assert p.returncode == 0, p.stderr
     first = p.stdout.strip()
     assert first.startswith("schema version ")
-    tables = subprocess.run(["sqlite3", str(db), ".tables"], capture_output=True, text=True).stdout
+    if STORE_KIND == "sqlite":
+        tables = subprocess.run(["sqlite3", str(db), ".tables"], capture_output=True,
+                                text=True).stdout.split()
+        idx = subprocess.run(["sqlite3", str(db), ".indexes executions"], capture_output=True,
+                             text=True).stdout
+    else:
+        tables = db_tables(db)
+        idx = "\n".join(r[0] for r in db_query(
+            db, "SELECT indexname FROM pg_indexes WHERE tablename = 'executions'"))
     for t in ("jobs", "executions", "alerts", "schema_migrations"):
-        assert t in tables.split()
-    idx = subprocess.run(["sqlite3", str(db), ".indexes executions"], capture_output=True,
-                         text=True).stdout
+        assert t in tables
     assert idx.strip()
-    p = run_aster("migrate", "--store", f"sqlite:{db}", "--log-format", "text")
+    p = run_aster("migrate", "--store", store_url(db), "--log-format", "text")
     assert p.returncode == 0 and "up to date" in p.stdout
     p = run_aster("migrate", "--store", "mysql://x", "--log-format", "text")
     assert p.returncode != 0 and "store" in p.stderr
 
 
+@pytest.mark.sqlite_only("checks SQLite's journal mode")
 def test_sqlite_pragmas_wal(tmp_path):
     db = tmp_path / "w.db"
     assert run_aster("migrate", "--store", f"sqlite:{db}").returncode == 0
@@ -257,7 +283,7 @@ def test_configuration_doc_lists_every_setting():
 def test_make_run_serves_healthz(tmp_path):
     port = free_port()
     p = subprocess.Popen(["make", "-s", "-C", str(ROOT), "run", f"LISTEN=127.0.0.1:{port}",
-                          f"STORE=sqlite:{tmp_path}/run.db",
+                          f"STORE={store_url(new_database(tmp_path, 'run'))}",
                           f"BUILD={ROOT / 'build'}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
