@@ -140,6 +140,7 @@ struct aster_engine {
     aster_store_listener *lis; /* NULL while down */
     uv_poll_t *lis_poll;       /* on lis's descriptor; freed on close */
     int64_t poll_ms;           /* the safety poll's period */
+    bool need_resync;          /* the last read of the jobs failed: again at the next poll */
 
     pthread_mutex_t inbox_lock;
     inbox_item *inbox, **inbox_tail; /* FIFO: changes apply in order */
@@ -1034,9 +1035,11 @@ static void jobs_resync(aster_engine *e)
     aster_err err = {0};
 
     jobs_clear(e);
+    e->need_resync = false;
     if (load_all(e, &err)) {
         log_err(e, "cannot load the jobs; retrying", &err);
         jobs_clear(e);
+        e->need_resync = true;
         return;
     }
     arm_tick(e);
@@ -1107,7 +1110,10 @@ static void heartbeat(aster_engine *e)
 {
     aster_err err = {0};
 
-    if (!e->shared || !e->o.work || aster_mono_now() - e->last_hb < e->o.heartbeat_ms * 1000)
+    /* Half a poll early rather than a poll late: the poll that comes just
+     * before the interval is up beats. */
+    if (!e->shared || !e->o.work ||
+        aster_mono_now() - e->last_hb < (e->o.heartbeat_ms - e->poll_ms / 2) * 1000)
         return;
     if (aster_store_node_heartbeat(e->o.store, e->owner, e->o.role, aster_time_now(), &err))
         log_err(e, "cannot record the heartbeat", &err);
@@ -1215,6 +1221,8 @@ static void on_poll(uv_timer_t *t)
         return;
     tombs_expire(e, false);
     lead_step(e);
+    if (e->need_resync && atomic_load(&e->leading))
+        jobs_resync(e);
     heartbeat(e);
     lis_open(e);
     if (e->o.work && aster_mono_now() - e->last_extend >= e->o.lease_ms * 1000 / 3) {
@@ -1397,6 +1405,8 @@ int aster_engine_start(const aster_engine_opts *opts, aster_engine **out, aster_
     e->poll_ms = SAFETY_POLL_MS;
     if (e->o.elect && e->o.leader_lease_ms / 4 < e->poll_ms)
         e->poll_ms = e->o.leader_lease_ms / 4 < 100 ? 100 : e->o.leader_lease_ms / 4;
+    if (e->shared && e->o.work && e->o.heartbeat_ms < e->poll_ms)
+        e->poll_ms = e->o.heartbeat_ms < 100 ? 100 : e->o.heartbeat_ms;
     atomic_store(&e->leading, e->o.schedule && !e->o.elect);
     aster_metrics_set_leader(e->o.metrics, atomic_load(&e->leading));
     e->results_tail = &e->results;
