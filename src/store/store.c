@@ -224,10 +224,6 @@ int aster_store_job_get(aster_store *st, const char *key, aster_job *out, aster_
         return no_handle(err);
     if (!key || !*key)
         return aster_err_set(err, ASTER_ENOENT, "id", "no job id or name given");
-    /* Stored ids and names are valid UTF-8: other bytes match nothing, on
-     * every backend (PostgreSQL would refuse to compare them). */
-    if (!aster_utf8_valid(key))
-        return aster_err_set(err, ASTER_ENOENT, "id", "no job with id or name '%s'", key);
     return st->ops->job_get(st, key, out, err);
 }
 
@@ -265,8 +261,6 @@ int aster_store_job_list(aster_store *st, const aster_job_filter *f, aster_job *
         return rc;
     if (f->paused < -1 || f->paused > 1)
         return aster_err_set(err, ASTER_EINVAL, "paused", "paused filter must be -1, 0 or 1");
-    if (!aster_utf8_valid(f->name_prefix) || !aster_utf8_valid(f->after_id))
-        return 0; /* no stored name or id has such bytes */
     return st->ops->job_list(st, f, out, n, err);
 }
 

@@ -211,6 +211,10 @@ static int job_get_fn(pg_conn *c, void *ctx, aster_err *err)
 int pg_job_get(aster_store *st, const char *key, aster_job *out, aster_err *err)
 {
     struct job_get g = {.key = key, .out = out};
+    /* The database is UTF-8 and refuses other bytes: such a key names no
+     * job here, as it names none on SQLite. */
+    if (!aster_utf8_valid(key))
+        return aster_err_set(err, ASTER_ENOENT, "id", "no job with id or name '%s'", key);
     return pg_run((pg_store *)st, PG_READ, job_get_fn, &g, err);
 }
 
@@ -367,6 +371,8 @@ int pg_job_list(aster_store *st, const aster_job_filter *f, aster_job **out, siz
     char *upper = NULL, sql[1024], num[4][32];
     int mask = 0, k = 0, rc;
 
+    if (!aster_utf8_valid(f->name_prefix) || !aster_utf8_valid(f->after_id))
+        return 0; /* as in pg_job_get: no stored name starts with such bytes */
     if (f->paused >= 0)
         mask |= JF_PAUSED;
     if (f->name_prefix && *f->name_prefix) {
