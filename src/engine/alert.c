@@ -642,14 +642,17 @@ static void abandon_all(aster_alerter *a)
 
 /* ---- the thread --------------------------------------------------------------------- */
 
-static int64_t wait_ms(aster_alerter *a, aster_time_us now)
+/* How long to sleep.  A process that does not deliver (`active` false)
+ * must not wake for alerts due: another delivers them, and until it has,
+ * they stay due and would wake this one at once, again and again. */
+static int64_t wait_ms(aster_alerter *a, aster_time_us now, bool active)
 {
     aster_time_us next = a->next_scan, due = 0;
     aster_err err = {0};
     int64_t ms;
 
-    if (a->nflying < FLY_MAX && !aster_store_alert_next_due(a->store, &due, &err) && due &&
-        due < next)
+    if (active && a->nflying < FLY_MAX && !aster_store_alert_next_due(a->store, &due, &err) &&
+        due && due < next)
         next = due;
     ms = (next - now + 999) / 1000;
     if (ms < 0)
@@ -686,16 +689,18 @@ static void *run(void *arg)
             break;
         now = aster_time_now();
         bool active = !a->active || a->active(a->active_arg);
-        if (active && now >= a->next_scan) {
-            scan_failures(a, now);
-            check_absence(a, now);
+        if (now >= a->next_scan) {
+            if (active) {
+                scan_failures(a, now);
+                check_absence(a, now);
+            }
             a->next_scan = now + a->absence_check_ms * ASTER_US_PER_MS;
         }
         if (active)
             start_due(a, now);
         curl_multi_perform(a->multi, &running);
         collect(a);
-        curl_multi_poll(a->multi, NULL, 0, (int)wait_ms(a, aster_time_now()), NULL);
+        curl_multi_poll(a->multi, NULL, 0, (int)wait_ms(a, aster_time_now(), active), NULL);
     }
     abandon_all(a);
     return NULL;
