@@ -154,14 +154,43 @@ static int job_write_err(const pg_conn *c, const aster_job *job, aster_err *err)
 struct job_write {
     const aster_job *job;
     int64_t expect;
+    bool sent; /* the INSERT went out once already */
 };
+
+/* Whether a row with this id exists: after a connection broke under a lone
+ * INSERT, whether that INSERT committed.  Ids are made by the caller
+ * (UUIDv7), so the row with our id can only be ours. */
+static int row_exists(pg_conn *c, int slot, const char *sql, const char *id, bool *out,
+                      aster_err *err)
+{
+    pg_params p = {0};
+    PGresult *r;
+
+    pg_p_text(&p, 1, id);
+    if (!(r = pg_query(c, slot, sql, &p)))
+        return pg_fail(c, "checking a write", err);
+    *out = PQntuples(r) > 0;
+    PQclear(r);
+    return 0;
+}
 
 static int job_insert_fn(pg_conn *c, void *ctx, aster_err *err)
 {
     struct job_write *w = ctx;
     pg_params p = {0};
     PGresult *r;
+    bool done = false;
+    int rc;
 
+    /* A lone INSERT is its own transaction (no BEGIN/COMMIT round trips);
+     * when pg_run runs this again after a break, the first one may have
+     * committed: look before inserting again. */
+    if (w->sent && (rc = row_exists(c, PG_JOB_EXISTS, "SELECT 1 FROM jobs WHERE id = $1",
+                                    w->job->id, &done, err)))
+        return rc;
+    if (done)
+        return 0;
+    w->sent = true;
     job_params(&p, w->job);
     r = pg_query(c, PG_JOB_INSERT,
                  "INSERT INTO jobs (" JOB_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
@@ -176,7 +205,7 @@ static int job_insert_fn(pg_conn *c, void *ctx, aster_err *err)
 int pg_job_insert(aster_store *st, const aster_job *job, aster_err *err)
 {
     struct job_write w = {.job = job};
-    return pg_run((pg_store *)st, PG_WRITE, job_insert_fn, &w, err);
+    return pg_run((pg_store *)st, PG_IDEMPOTENT, job_insert_fn, &w, err);
 }
 
 struct job_get {
@@ -538,6 +567,7 @@ static int exec_write_err(const pg_conn *c, const aster_exec *e, aster_err *err)
 struct exec_insert {
     const aster_exec *execs;
     size_t n, inserted;
+    bool sent; /* n == 1: the INSERT went out once already (see job_insert_fn) */
 };
 
 static int exec_insert_fn(pg_conn *c, void *ctx, aster_err *err)
@@ -547,6 +577,16 @@ static int exec_insert_fn(pg_conn *c, void *ctx, aster_err *err)
     /* The conflict target names the partial unique index of fires, so that
      * only a repeated fire is skipped; a repeated id is still an error. */
     x->inserted = 0;
+    if (x->n == 1 && x->sent) {
+        bool done = false;
+        int rc = row_exists(c, PG_EXEC_EXISTS, "SELECT 1 FROM executions WHERE id = $1",
+                            x->execs[0].id, &done, err);
+        if (rc || done) {
+            x->inserted = done;
+            return rc;
+        }
+    }
+    x->sent = true;
     for (size_t i = 0; i < x->n; i++) {
         pg_params p = {0};
         PGresult *r;
@@ -568,7 +608,9 @@ int pg_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *i
                    aster_err *err)
 {
     struct exec_insert x = {.execs = execs, .n = n};
-    int rc = pg_run((pg_store *)st, PG_WRITE, exec_insert_fn, &x, err);
+    /* One row is one statement, its own transaction (a manual trigger);
+     * several share one. */
+    int rc = pg_run((pg_store *)st, n == 1 ? PG_IDEMPOTENT : PG_WRITE, exec_insert_fn, &x, err);
 
     /* Pending rows announce themselves to workers (a trigger, v3). */
     if (!rc)
