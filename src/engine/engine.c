@@ -37,8 +37,9 @@
 #define ENUM_FIRES_MAX     2000000 /* fires counted when passing over */
 #define FIRES_PER_TICK_MAX 1000    /* in-grace fires of one job per tick */
 #define CLAIM_BATCH        512
-#define SAFETY_POLL_MS     1000 /* catches what no event announced */
-#define STORE_RETRY_MS     1000 /* after a failed write, try again */
+#define SAFETY_POLL_MS     1000  /* catches what no event announced */
+#define STORE_RETRY_MS     1000  /* after a failed write, try again */
+#define RESYNC_MS          60000 /* an elected leader reads every job again */
 
 /* The scheduler's view of one active job. */
 typedef struct sjob {
@@ -141,6 +142,7 @@ struct aster_engine {
     uv_poll_t *lis_poll;       /* on lis's descriptor; freed on close */
     int64_t poll_ms;           /* the safety poll's period */
     bool need_resync;          /* the last read of the jobs failed: again at the next poll */
+    aster_mono_us last_resync; /* the last read of every job */
 
     pthread_mutex_t inbox_lock;
     inbox_item *inbox, **inbox_tail; /* FIFO: changes apply in order */
@@ -1036,6 +1038,7 @@ static void jobs_resync(aster_engine *e)
 
     jobs_clear(e);
     e->need_resync = false;
+    e->last_resync = aster_mono_now();
     if (load_all(e, &err)) {
         log_err(e, "cannot load the jobs; retrying", &err);
         jobs_clear(e);
@@ -1221,7 +1224,11 @@ static void on_poll(uv_timer_t *t)
         return;
     tombs_expire(e, false);
     lead_step(e);
-    if (e->need_resync && atomic_load(&e->leading))
+    /* Announcements are hints (a process may die between a job's commit
+     * and its announcement): the leader also reads every job again now and
+     * then. */
+    if (atomic_load(&e->leading) && e->o.elect &&
+        (e->need_resync || aster_mono_now() - e->last_resync >= RESYNC_MS * 1000))
         jobs_resync(e);
     heartbeat(e);
     lis_open(e);

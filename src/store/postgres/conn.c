@@ -739,6 +739,7 @@ static void pg_close(aster_store *st)
 
     if (!s)
         return;
+    pg_announce_stop(s); /* it uses the pool */
     while (s->idle) {
         pg_conn *c = s->idle;
         s->idle = c->next;

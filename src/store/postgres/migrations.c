@@ -124,9 +124,11 @@ static const char v2[] =
 
 /* Version 3: coordination between processes (see sqlite/migrations.c).
  * Triggers announce changes to listeners (store.h, aster_store_listen):
- * a job's id on channel aster_job when a user changed it (its version
- * moves; the scheduler's next_fire_at does not), and an empty payload on
- * aster_exec when an execution becomes pending.  PostgreSQL folds equal
+ * a job's id on channel aster_job when a user changed or deleted it (its
+ * version moves; the scheduler's next_fire_at does not), and an empty
+ * payload on aster_exec when an execution becomes pending.  New jobs are
+ * announced by the store after their commit instead (announce.c: a NOTIFY
+ * in every INSERT would serialise their commits).  PostgreSQL folds equal
  * notifications of one transaction into one. */
 static const char v3[] =
     "CREATE TABLE nodes (\n"
@@ -151,7 +153,7 @@ static const char v3[] =
     "  END IF;\n"
     "  RETURN NULL;\n"
     "END $$;\n"
-    "CREATE TRIGGER jobs_notify_insert AFTER INSERT OR DELETE ON jobs\n"
+    "CREATE TRIGGER jobs_notify_delete AFTER DELETE ON jobs\n"
     "  FOR EACH ROW EXECUTE FUNCTION aster_notify_job();\n"
     "CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs\n"
     "  FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)\n"

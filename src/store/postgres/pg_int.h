@@ -73,6 +73,7 @@ enum {
     PG_ANNOUNCE_CANCEL,
     PG_EXEC_FINISH,
     PG_JOB_EXISTS,
+    PG_ANNOUNCE_JOBS,
     PG_EXEC_EXISTS,
     PG_STMT_COUNT
 };
@@ -92,6 +93,8 @@ typedef struct pg_conn {
     struct pg_conn *next; /* free list, or the list of pinned connections */
 } pg_conn;
 
+typedef struct pg_announcer pg_announcer; /* announce.c */
+
 typedef struct pg_store {
     struct aster_store base; /* first: store.c sees only this */
     char *url;               /* as given, for libpq (may hold a password: never logged) */
@@ -104,7 +107,14 @@ typedef struct pg_store {
     pg_conn *idle;
     pg_conn *pinned;
     int nconns;
+    pg_announcer *announcer; /* started by the first job created; under lock */
 } pg_store;
+
+/* announce.c: queues the id of a job just committed, for listeners
+ * (ASTER_STORE_EV_JOB), sent soon by a thread of the store's own; stop
+ * sends what is queued and ends the thread (pg_close). */
+void pg_announce_job(pg_store *s, const char *id);
+void pg_announce_stop(pg_store *s);
 
 /* Parameters of one statement, all sent as text (the server infers or the
  * SQL casts the types).  NULL values are SQL NULL. */

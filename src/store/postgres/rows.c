@@ -205,7 +205,14 @@ static int job_insert_fn(pg_conn *c, void *ctx, aster_err *err)
 int pg_job_insert(aster_store *st, const aster_job *job, aster_err *err)
 {
     struct job_write w = {.job = job};
-    return pg_run((pg_store *)st, PG_IDEMPOTENT, job_insert_fn, &w, err);
+    int rc = pg_run((pg_store *)st, PG_IDEMPOTENT, job_insert_fn, &w, err);
+
+    /* Announced after the commit, not by a trigger: see announce.c.  Inside
+     * a batch the commit is still to come; a listener that reads the job
+     * before it finds nothing yet and waits for its resync. */
+    if (!rc)
+        pg_announce_job((pg_store *)st, job->id);
+    return rc;
 }
 
 struct job_get {
