@@ -99,7 +99,6 @@ static int run_role(const role *ro, int argc, char **argv)
     aster_pruner *pruner = NULL;
     engine_ref ref = {NULL};
     char where[80];
-    unsigned caps;
     bool shared;
     int rc;
 
@@ -109,8 +108,7 @@ static int run_role(const role *ro, int argc, char **argv)
         goto out;
     }
     rc = 2; /* usage errors until the configuration is known good */
-    caps = aster_store_url_caps(cfg.store);
-    shared = caps & ASTER_STORE_CAP_SHARED;
+    shared = aster_store_url_caps(cfg.store) & ASTER_STORE_CAP_SHARED;
     if (ro != &role_serve && !shared) {
         aster_err_set(&err, ASTER_EINVAL, "--store",
                       "aster %s needs a store other processes share (postgres://...); "

@@ -41,11 +41,22 @@ static int parse_sqlite(const char *url, const char **path, aster_err *err)
     return 0;
 }
 
+/* The backend a URL names, or NULL. */
+static const struct aster_store_ops *backend_of(const char *url)
+{
+    if (!strncmp(url, "sqlite:", strlen("sqlite:")))
+        return &aster_store_sqlite_ops;
+    if (!strncmp(url, "postgres://", strlen("postgres://")) ||
+        !strncmp(url, "postgresql://", strlen("postgresql://")))
+        return &aster_store_postgres_ops;
+    return NULL;
+}
+
 int aster_store_open(const char *url, const aster_store_opts *opts, aster_store **out,
                      aster_err *err)
 {
     const char *target = NULL;
-    const struct aster_store_ops *ops = NULL;
+    const struct aster_store_ops *ops;
     int rc;
 
     if (!url || !*url)
@@ -55,15 +66,13 @@ int aster_store_open(const char *url, const aster_store_opts *opts, aster_store 
         return aster_err_set(err, ASTER_EINVAL, FIELD, "no handle to fill");
     if (!opts)
         opts = &default_opts;
-    if (!strncmp(url, "sqlite:", strlen("sqlite:"))) {
+    ops = backend_of(url);
+    if (ops == &aster_store_sqlite_ops) {
         rc = parse_sqlite(url, &target, err);
         if (rc)
             return rc;
-        ops = &aster_store_sqlite_ops;
-    } else if (!strncmp(url, "postgres://", strlen("postgres://")) ||
-               !strncmp(url, "postgresql://", strlen("postgresql://"))) {
+    } else if (ops) {
         target = url; /* libpq parses the whole URL */
-        ops = &aster_store_postgres_ops;
     } else {
         const char *colon = strchr(url, ':');
         int len = colon ? (int)(colon - url) : (int)strlen(url);
@@ -77,14 +86,8 @@ int aster_store_open(const char *url, const aster_store_opts *opts, aster_store 
 
 unsigned aster_store_url_caps(const char *url)
 {
-    if (!url)
-        return 0;
-    if (!strncmp(url, "sqlite:", strlen("sqlite:")))
-        return aster_store_sqlite_ops.caps;
-    if (!strncmp(url, "postgres://", strlen("postgres://")) ||
-        !strncmp(url, "postgresql://", strlen("postgresql://")))
-        return aster_store_postgres_ops.caps;
-    return 0;
+    const struct aster_store_ops *ops = url ? backend_of(url) : NULL;
+    return ops ? ops->caps : 0;
 }
 
 void aster_store_close(aster_store *st)

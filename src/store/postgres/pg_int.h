@@ -158,6 +158,12 @@ int pg_col_id(const PGresult *r, int row, int col, char out[ASTER_ID_LEN + 1], c
               aster_err *err);
 int pg_col_enum(const PGresult *r, int row, int col, int (*parse)(const char *), int *out,
                 const char *table, aster_err *err);
+/* Row readers and finalisers shared by rows.c and rows_retention.c
+ * (pg_read_row_fn and pg_list.fini; defined in rows.c). */
+int pg_read_alert(const PGresult *r, int i, void *out, aster_err *err);
+void pg_fini_alert(void *p);
+void pg_fini_exec(void *p);
+
 /* Rows a command changed (UPDATE, DELETE, INSERT). */
 size_t pg_changes(const PGresult *r);
 

@@ -556,7 +556,7 @@ static int read_exec(const PGresult *r, int i, void *out, aster_err *err)
     return 0;
 }
 
-static void fini_exec(void *p)
+void pg_fini_exec(void *p)
 {
     aster_exec_fini(p);
 }
@@ -681,7 +681,7 @@ int pg_exec_list(aster_store *st, const aster_exec_filter *f, aster_exec **out, 
 {
     struct pg_list l = {.what = "listing executions",
                         .read = read_exec,
-                        .fini = fini_exec,
+                        .fini = pg_fini_exec,
                         .size = sizeof(aster_exec)};
     int mask = (f->job_id ? XF_JOB : 0) | (f->status >= 0 ? XF_STATUS : 0) |
                (f->since ? XF_SINCE : 0) | (f->before_id ? XF_BEFORE : 0);
@@ -766,7 +766,7 @@ int pg_exec_claim(aster_store *st, const char *owner, aster_time_us now, aster_t
                "RETURNING " EXEC_COLS,
         .what = "claiming executions",
         .read = read_exec,
-        .fini = fini_exec,
+        .fini = pg_fini_exec,
         .size = sizeof(aster_exec)};
     int rc;
 
@@ -1068,7 +1068,7 @@ int pg_alert_insert(aster_store *st, const aster_alert *a, aster_err *err)
     return pg_run((pg_store *)st, PG_WRITE, alert_insert_fn, &w, err);
 }
 
-static int read_alert(const PGresult *r, int i, void *out, aster_err *err)
+int pg_read_alert(const PGresult *r, int i, void *out, aster_err *err)
 {
     aster_alert a;
     int rc;
@@ -1088,7 +1088,7 @@ static int read_alert(const PGresult *r, int i, void *out, aster_err *err)
     return 0;
 }
 
-static void fini_alert(void *p)
+void pg_fini_alert(void *p)
 {
     aster_alert_fini(p);
 }
@@ -1099,8 +1099,8 @@ int pg_alert_list(aster_store *st, const aster_alert_filter *f, aster_alert **ou
                   aster_err *err)
 {
     struct pg_list l = {.what = "listing alerts",
-                        .read = read_alert,
-                        .fini = fini_alert,
+                        .read = pg_read_alert,
+                        .fini = pg_fini_alert,
                         .size = sizeof(aster_alert)};
     int mask = (f->job_id ? AF_JOB : 0) | (f->kind ? AF_KIND : 0) | (f->since ? AF_SINCE : 0) |
                (f->before_id ? AF_BEFORE : 0);

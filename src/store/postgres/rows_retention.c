@@ -73,31 +73,6 @@ int pg_alert_raise(aster_store *st, const aster_alert *a, const char *dedupe_key
     return rc;
 }
 
-static int read_alert(const PGresult *r, int i, void *out, aster_err *err)
-{
-    aster_alert a;
-    int rc;
-
-    aster_alert_init(&a);
-    if ((rc = pg_col_id(r, i, 0, a.id, "alerts", err)) ||
-        (rc = pg_col_id(r, i, 1, a.job_id, "alerts", err)) ||
-        (rc = pg_col_id(r, i, 2, a.execution_id, "alerts", err)))
-        return rc;
-    a.kind = pg_col_str(r, i, 3);
-    a.message = pg_col_str(r, i, 4);
-    a.created_at = pg_col_int(r, i, 5);
-    a.delivery_state = pg_col_str(r, i, 6);
-    a.delivery_attempts = (int32_t)pg_col_int(r, i, 7);
-    a.next_delivery_at = pg_col_int(r, i, 8);
-    *(aster_alert *)out = a;
-    return 0;
-}
-
-static void fini_alert(void *p)
-{
-    aster_alert_fini(p);
-}
-
 int pg_alert_due(aster_store *st, aster_time_us now, size_t max, aster_alert **out, size_t *n,
                  aster_err *err)
 {
@@ -110,8 +85,8 @@ int pg_alert_due(aster_store *st, aster_time_us now, size_t max, aster_alert **o
                                "AND (next_delivery_at IS NULL OR next_delivery_at <= $1) "
                                "ORDER BY next_delivery_at NULLS FIRST, id LIMIT $2",
                         .what = "listing due alerts",
-                        .read = read_alert,
-                        .fini = fini_alert,
+                        .read = pg_read_alert,
+                        .fini = pg_fini_alert,
                         .size = sizeof(aster_alert)};
     int rc;
 
@@ -179,11 +154,6 @@ static int read_failure(const PGresult *r, int i, void *out, aster_err *err)
     return 0;
 }
 
-static void fini_exec(void *p)
-{
-    aster_exec_fini(p);
-}
-
 int pg_exec_unalerted_failures(aster_store *st, aster_time_us since, const char *key_prefix,
                                size_t max, aster_exec **out, size_t *n, aster_err *err)
 {
@@ -198,7 +168,7 @@ int pg_exec_unalerted_failures(aster_store *st, aster_time_us since, const char 
                                "ORDER BY e.finished_at, e.id LIMIT $3",
                         .what = "listing failures",
                         .read = read_failure,
-                        .fini = fini_exec,
+                        .fini = pg_fini_exec,
                         .size = sizeof(aster_exec)};
     int rc;
 

@@ -1052,7 +1052,7 @@ int sq_alert_insert(aster_store *stp, const aster_alert *a, aster_err *err)
     return sq_write_end(s, c, rc, err);
 }
 
-static int read_alert(sqlite3_stmt *st, void *out, aster_err *err)
+int sq_read_alert(sqlite3_stmt *st, void *out, aster_err *err)
 {
     aster_alert a;
     int rc;
@@ -1117,7 +1117,7 @@ int sq_alert_list(aster_store *stp, const aster_alert_filter *f, aster_alert **o
         rc = sq_dberr(c->db, b, "listing alerts", err);
         goto out;
     }
-    rc = collect(c, st, read_alert, sizeof(aster_alert), fini_alert, &arr, n, err);
+    rc = collect(c, st, sq_read_alert, sizeof(aster_alert), fini_alert, &arr, n, err);
     if (!rc)
         *out = arr;
 out:

@@ -83,26 +83,6 @@ int sq_alert_raise(aster_store *stp, const aster_alert *a, const char *dedupe_ke
     return sq_write_end(s, c, rc, err);
 }
 
-static int read_alert(sqlite3_stmt *st, aster_alert *out, aster_err *err)
-{
-    aster_alert a;
-    int rc;
-
-    aster_alert_init(&a);
-    if ((rc = sq_col_id(st, 0, a.id, "alerts", err)) ||
-        (rc = sq_col_id(st, 1, a.job_id, "alerts", err)) ||
-        (rc = sq_col_id(st, 2, a.execution_id, "alerts", err)))
-        return rc;
-    a.kind = aster_strdup((const char *)sqlite3_column_text(st, 3));
-    a.message = aster_strdup((const char *)sqlite3_column_text(st, 4));
-    a.created_at = sqlite3_column_int64(st, 5);
-    a.delivery_state = aster_strdup((const char *)sqlite3_column_text(st, 6));
-    a.delivery_attempts = sqlite3_column_int(st, 7);
-    a.next_delivery_at = sqlite3_column_int64(st, 8);
-    *out = a;
-    return 0;
-}
-
 int sq_alert_due(aster_store *stp, aster_time_us now, size_t max, aster_alert **out, size_t *n,
                  aster_err *err)
 {
@@ -129,7 +109,7 @@ int sq_alert_due(aster_store *stp, aster_time_us now, size_t max, aster_alert **
     sq_bind_int(st, 2, (int64_t)max, &b);
     while (b == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         arr = sq_grow(arr, cnt, &cap, sizeof(*arr));
-        if ((rc = read_alert(st, &arr[cnt], err)))
+        if ((rc = sq_read_alert(st, &arr[cnt], err)))
             break;
         cnt++;
     }

@@ -183,6 +183,8 @@ void sq_bind_time(sqlite3_stmt *st, int i, aster_time_us t, int *rc); /* 0 is NU
 int sq_col_id(sqlite3_stmt *st, int i, char out[ASTER_ID_LEN + 1], const char *table,
               aster_err *err);
 void *sq_grow(void *arr, size_t n, size_t *cap, size_t size);
+/* Decodes an alerts row (ALERT_COLS) into the aster_alert at `out`. */
+int sq_read_alert(sqlite3_stmt *st, void *out, aster_err *err);
 /* Runs a one-value SELECT on a reader (cached in `slot`); its ?1, if any,
  * is bound to `text` when not NULL, else to `num`.  NULL reads as 0. */
 int sq_read_int64(sq_store *s, int slot, const char *sql, const char *text, int64_t num,
