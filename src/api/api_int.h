@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 
 #include "api/api.h"
+#include "util/jsonw.h"
 
 #define ASTER_MAX_PATH_PARAMS 2
 
@@ -63,8 +64,10 @@ extern const size_t aster_compat_nroutes;
 ASTER_MUST_CHECK
 int aster_compat_job_fields(json_t *doc, aster_err *err);
 
-/* Response builders.  json: takes ownership of `body`. */
+/* Response builders.  json: takes ownership of `body`; jw: takes the text
+ * out of `w`. */
 void aster_resp_json(aster_resp *resp, int status, json_t *body);
+void aster_resp_jw(aster_resp *resp, int status, aster_jw *w);
 void aster_resp_error(aster_resp *resp, int status, const char *code, const char *field,
                       const char *fmt, ...) ASTER_PRINTF(5, 6);
 /* Maps an aster_err to its HTTP status and JSON error. */
@@ -87,6 +90,8 @@ int aster_req_load_job(aster_req *req, aster_resp *resp, aster_job *job);
 int aster_page_fetch(int limit);
 void aster_resp_page(aster_resp *resp, json_t *items, const char *last_id, size_t fetched,
                      int limit);
+/* The next_cursor of such a page: `last_id` when more may follow, or NULL. */
+const char *aster_page_cursor(const char *last_id, size_t fetched, int limit);
 
 /* Query-string value, or NULL. */
 const char *aster_req_query(const aster_req *req, const char *key);

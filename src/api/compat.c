@@ -20,6 +20,7 @@
 #include "api/api_int.h"
 #include "core/job_json.h"
 #include "util/limits.h"
+#include "util/mem.h"
 #include "util/time.h"
 
 /* ---- job fields --------------------------------------------------------- */
@@ -210,8 +211,16 @@ int aster_compat_job_fields(json_t *doc, aster_err *err)
 
 /* ---- answers ------------------------------------------------------------ */
 
-static int ok(const aster_resp *resp)
+/* A success whose JSON body can be reshaped.  Aster's job answers come as
+ * text (aster_resp_jw); the old forms are rare enough to parse them back. */
+static int ok(aster_resp *resp)
 {
+    if (!resp->json && resp->text && resp->content_type &&
+        !strcmp(resp->content_type, "application/json")) {
+        resp->json = json_loads(resp->text, 0, NULL);
+        aster_free(resp->text);
+        resp->text = NULL;
+    }
     return resp->status >= 200 && resp->status < 300 && json_is_object(resp->json);
 }
 

@@ -26,7 +26,10 @@ static void notify(aster_req *req, const char *job_id, const aster_job *job)
 
 static void answer_job(aster_resp *resp, int status, const aster_job *job)
 {
-    aster_resp_json(resp, status, aster_job_to_json(job));
+    aster_jw w;
+    aster_jw_init(&w);
+    aster_job_write(job, &w);
+    aster_resp_jw(resp, status, &w);
 }
 
 /* ---- jobs ---- */
@@ -81,11 +84,19 @@ void aster_h_job_list(aster_req *req, aster_resp *resp)
         aster_resp_err(resp, &err);
         return;
     }
-    json_t *items = json_array();
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    aster_jw w;
+    aster_jw_init(&w);
+    aster_jw_begin(&w, '{');
+    aster_jw_key(&w, "items");
+    aster_jw_begin(&w, '[');
     for (size_t i = 0; i < shown; i++)
-        json_array_append_new(items, aster_job_to_json(&jobs[i]));
-    aster_resp_page(resp, items, shown ? jobs[shown - 1].id : NULL, n, limit);
+        aster_job_write(&jobs[i], &w);
+    aster_jw_end(&w, ']');
+    aster_jw_key(&w, "next_cursor");
+    aster_jw_str(&w, aster_page_cursor(shown ? jobs[shown - 1].id : NULL, n, limit));
+    aster_jw_end(&w, '}');
+    aster_resp_jw(resp, MHD_HTTP_OK, &w);
     aster_store_free_jobs(jobs, n);
 }
 

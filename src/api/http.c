@@ -34,6 +34,16 @@ void aster_resp_json(aster_resp *resp, int status, json_t *body)
     resp->json = body;
 }
 
+void aster_resp_jw(aster_resp *resp, int status, aster_jw *w)
+{
+    json_decref(resp->json);
+    resp->json = NULL;
+    aster_free(resp->text);
+    resp->status = status;
+    resp->text = aster_jw_take(w, NULL);
+    resp->content_type = "application/json";
+}
+
 void aster_resp_error(aster_resp *resp, int status, const char *code, const char *field,
                       const char *fmt, ...)
 {

@@ -169,12 +169,18 @@ int aster_page_fetch(int limit)
     return limit < ASTER_STORE_MAX_PAGE ? limit + 1 : limit;
 }
 
-void aster_resp_page(aster_resp *resp, json_t *items, const char *last_id, size_t fetched,
-                     int limit)
+const char *aster_page_cursor(const char *last_id, size_t fetched, int limit)
 {
     int more =
         fetched > (size_t)limit || (fetched == (size_t)limit && limit == ASTER_STORE_MAX_PAGE);
+    return more ? last_id : NULL;
+}
+
+void aster_resp_page(aster_resp *resp, json_t *items, const char *last_id, size_t fetched,
+                     int limit)
+{
+    const char *next = aster_page_cursor(last_id, fetched, limit);
     aster_resp_json(resp, MHD_HTTP_OK,
                     json_pack("{s:o,s:o}", "items", items, "next_cursor",
-                              more && last_id ? json_string(last_id) : json_null()));
+                              next ? json_string(next) : json_null()));
 }

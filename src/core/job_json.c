@@ -11,6 +11,7 @@
 
 #include "cron/cron.h"
 #include "store/store.h"
+#include "util/jsonw.h"
 #include "util/limits.h"
 #include "util/mem.h"
 #include "util/uuid.h"
@@ -447,6 +448,8 @@ out:
 static json_t *job_input_doc(const aster_job *job)
 {
     json_t *doc = aster_job_to_json(job);
+    if (!doc)
+        return NULL;
     for (size_t i = 0; i < ASTER_NELEM(readonly); i++)
         json_object_del(doc, readonly[i]);
     /* Absent and null mean the same on input; drop nulls so a patch that
@@ -472,7 +475,8 @@ int aster_job_patch(const json_t *patch, const aster_job_rules *rules, aster_job
 
     if (!json_is_object(patch))
         return aster_err_set(err, ASTER_EINVAL, "", "the patch must be a JSON object");
-    doc = job_input_doc(job);
+    if (!(doc = job_input_doc(job)))
+        return aster_err_set(err, ASTER_EIO, "", "the stored job is not valid UTF-8");
     json_object_foreach((json_t *)patch, k, v)
     {
         if (json_is_null(v))
@@ -545,53 +549,97 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-json_t *aster_job_to_json(const aster_job *job)
+/* A member of the stored target, copied as the text it is, or `absent`. */
+static void target_member(aster_jw *w, const char *target, const char *key, const char *absent)
 {
-    json_t *o = json_object(), *t = job->target ? json_loads(job->target, 0, NULL) : NULL;
+    size_t n = 0;
+    const char *v = target ? aster_jw_member(target, key, &n) : NULL;
+    aster_jw_key(w, key);
+    if (v)
+        aster_jw_raw(w, v, n);
+    else
+        aster_jw_raw(w, absent, strlen(absent));
+}
+
+static void write_time(aster_jw *w, const char *key, aster_time_us t)
+{
+    char buf[ASTER_TIME_BUFSZ];
+    aster_jw_key(w, key);
+    aster_jw_str(w, t ? aster_time_format_ms(t, buf, sizeof(buf)) : NULL);
+}
+
+void aster_job_write(const aster_job *job, aster_jw *w)
+{
     char dur[64];
 
-    json_object_set_new(o, "id", json_string(job->id));
-    json_object_set_new(o, "name", str_or_null(job->name));
-    json_object_set_new(o, "schedule", str_or_null(job->schedule));
-    json_object_set_new(o, "timezone", str_or_null(job->timezone));
-    json_object_set_new(o, "type", json_string(aster_delivery_name(job->delivery)));
+    aster_jw_begin(w, '{');
+    aster_jw_key(w, "id");
+    aster_jw_str(w, job->id);
+    aster_jw_key(w, "name");
+    aster_jw_str(w, job->name);
+    aster_jw_key(w, "schedule");
+    aster_jw_str(w, job->schedule);
+    aster_jw_key(w, "timezone");
+    aster_jw_str(w, job->timezone);
+    aster_jw_key(w, "type");
+    aster_jw_str(w, aster_delivery_name(job->delivery));
+    /* The target is stored as the JSON text build_target printed, so its
+     * members are copied, not parsed and printed again. */
     if (job->target_kind == ASTER_TARGET_HTTP) {
-        json_object_set_new(o, "api", str_or_null(json_string_value(json_object_get(t, "api"))));
-        json_object_set_new(o, "method",
-                            str_or_null(json_string_value(json_object_get(t, "method"))));
-        json_t *h = json_object_get(t, "headers");
-        json_object_set_new(o, "headers", h ? json_incref(h) : json_object());
-        json_object_set_new(o, "body", str_or_null(json_string_value(json_object_get(t, "body"))));
+        target_member(w, job->target, "api", "null");
+        target_member(w, job->target, "method", "null");
+        target_member(w, job->target, "headers", "{}");
+        target_member(w, job->target, "body", "null");
     } else {
-        json_object_set_new(o, "command",
-                            str_or_null(json_string_value(json_object_get(t, "command"))));
-        json_t *a = json_object_get(t, "args"), *e = json_object_get(t, "env");
-        json_object_set_new(o, "args", a ? json_incref(a) : json_array());
-        json_object_set_new(o, "env", e ? json_incref(e) : json_object());
-        json_object_set_new(o, "cwd", str_or_null(json_string_value(json_object_get(t, "cwd"))));
+        target_member(w, job->target, "command", "null");
+        target_member(w, job->target, "args", "[]");
+        target_member(w, job->target, "env", "{}");
+        target_member(w, job->target, "cwd", "null");
     }
-    json_object_set_new(o, "max_retries", json_integer(job->max_retries));
-    json_object_set_new(o, "retry_backoff_ms", json_integer(job->retry_backoff_ms));
-    json_object_set_new(o, "retry_backoff_max_ms", json_integer(job->retry_backoff_max_ms));
-    json_object_set_new(o, "timeout_ms", json_integer(job->timeout_ms));
-    json_object_set_new(o, "overlap", json_string(aster_overlap_name(job->overlap)));
-    json_object_set_new(o, "misfire", json_string(aster_misfire_name(job->misfire)));
-    json_object_set_new(o, "misfire_grace_ms", json_integer(job->misfire_grace_ms));
-    json_object_set_new(o, "dst_gap", json_string(aster_dst_gap_name((aster_dst_gap)job->dst_gap)));
-    json_object_set_new(o, "dst_overlap",
-                        json_string(aster_dst_overlap_name((aster_dst_overlap)job->dst_overlap)));
-    json_object_set_new(o, "paused", json_boolean(job->paused));
-    json_object_set_new(o, "alert_webhook", str_or_null(job->alert_webhook));
-    json_object_set_new(o, "alert_after_failures", json_integer(job->alert_after_failures));
-    json_object_set_new(o, "alert_if_no_success_for",
-                        job->alert_if_no_success_ms
-                            ? json_string(aster_duration_format(
-                                  job->alert_if_no_success_ms * ASTER_US_PER_MS, dur, sizeof(dur)))
-                            : json_null());
-    json_object_set_new(o, "next_fire_at", aster_json_time(job->next_fire_at));
-    json_object_set_new(o, "created_at", aster_json_time(job->created_at));
-    json_object_set_new(o, "updated_at", aster_json_time(job->updated_at));
-    json_decref(t);
+    aster_jw_key(w, "max_retries");
+    aster_jw_int(w, job->max_retries);
+    aster_jw_key(w, "retry_backoff_ms");
+    aster_jw_int(w, job->retry_backoff_ms);
+    aster_jw_key(w, "retry_backoff_max_ms");
+    aster_jw_int(w, job->retry_backoff_max_ms);
+    aster_jw_key(w, "timeout_ms");
+    aster_jw_int(w, job->timeout_ms);
+    aster_jw_key(w, "overlap");
+    aster_jw_str(w, aster_overlap_name(job->overlap));
+    aster_jw_key(w, "misfire");
+    aster_jw_str(w, aster_misfire_name(job->misfire));
+    aster_jw_key(w, "misfire_grace_ms");
+    aster_jw_int(w, job->misfire_grace_ms);
+    aster_jw_key(w, "dst_gap");
+    aster_jw_str(w, aster_dst_gap_name((aster_dst_gap)job->dst_gap));
+    aster_jw_key(w, "dst_overlap");
+    aster_jw_str(w, aster_dst_overlap_name((aster_dst_overlap)job->dst_overlap));
+    aster_jw_key(w, "paused");
+    aster_jw_bool(w, job->paused);
+    aster_jw_key(w, "alert_webhook");
+    aster_jw_str(w, job->alert_webhook);
+    aster_jw_key(w, "alert_after_failures");
+    aster_jw_int(w, job->alert_after_failures);
+    aster_jw_key(w, "alert_if_no_success_for");
+    aster_jw_str(w, job->alert_if_no_success_ms
+                        ? aster_duration_format(job->alert_if_no_success_ms * ASTER_US_PER_MS,
+                                                dur, sizeof(dur))
+                        : NULL);
+    write_time(w, "next_fire_at", job->next_fire_at);
+    write_time(w, "created_at", job->created_at);
+    write_time(w, "updated_at", job->updated_at);
+    aster_jw_end(w, '}');
+}
+
+json_t *aster_job_to_json(const aster_job *job)
+{
+    aster_jw w;
+    json_t *o;
+
+    aster_jw_init(&w);
+    aster_job_write(job, &w);
+    o = json_loadb(w.buf, w.len, 0, NULL);
+    aster_jw_fini(&w);
     return o;
 }
 

@@ -11,6 +11,8 @@
 #include "core/job.h"
 #include "util/err.h"
 
+struct aster_jw;
+
 typedef struct aster_job_rules {
     bool allow_commands; /* command targets allowed (--allow-commands) */
 } aster_job_rules;
@@ -38,8 +40,13 @@ int aster_job_patch(const json_t *patch, const aster_job_rules *rules, aster_job
  * when paused or when the schedule has no fire left. */
 void aster_job_update_next(aster_job *job, aster_time_us after);
 
-/* Response forms (new references). */
+/* The job's response form, written to `w` (the API's hot path), and the
+ * same as a tree (a new reference; NULL when a stored string is not valid
+ * UTF-8, which only an edit behind Aster's back can cause). */
+void aster_job_write(const aster_job *job, struct aster_jw *w);
 json_t *aster_job_to_json(const aster_job *job);
+
+/* Response forms (new references). */
 json_t *aster_exec_to_json(const aster_exec *ex, bool with_output);
 json_t *aster_alert_to_json(const aster_alert *a);
 /* Needs store.h's aster_attempt: declared with a forward struct. */

@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "api/auth.h"
 #include "util/addr.h"
 #include "util/config.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/time.h"
 #include "util/uuid.h"
@@ -286,6 +288,101 @@ static void test_log_lines(void **state)
     assert_non_null(strstr(nl + 1, "error [api] oops attempt=2\n"));
 }
 
+/* The writer prints what jansson prints with JSON_COMPACT, byte for byte:
+ * the API answers with both. */
+static void test_jsonw_matches_jansson(void **state)
+{
+    (void)state;
+    char every[128];
+    for (int c = 1; c < 128; c++)
+        every[c - 1] = (char)c;
+    every[127] = '\0';
+    const char *strs[] = {"",        "plain", every,      "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+                          "\xf0\x9f\x98\x80 / \\ \"q\"", "tab\there\r\n", "\x7f\x1f"};
+    const int64_t ints[] = {0, -1, 42, INT64_MAX, INT64_MIN};
+    aster_jw w;
+    json_t *ref = json_object(), *arr = json_array();
+
+    aster_jw_init(&w);
+    aster_jw_begin(&w, '{');
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "s%zu", i);
+        aster_jw_key(&w, key);
+        aster_jw_str(&w, strs[i]);
+        json_object_set_new(ref, key, json_string(strs[i]));
+    }
+    aster_jw_key(&w, "ints");
+    aster_jw_begin(&w, '[');
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        aster_jw_int(&w, ints[i]);
+        json_array_append_new(arr, json_integer(ints[i]));
+    }
+    aster_jw_begin(&w, '{');
+    aster_jw_end(&w, '}');
+    json_array_append_new(arr, json_object());
+    aster_jw_begin(&w, '[');
+    aster_jw_bool(&w, true);
+    aster_jw_bool(&w, false);
+    aster_jw_null(&w);
+    aster_jw_str(&w, NULL);
+    aster_jw_end(&w, ']');
+    json_array_append_new(arr, json_pack("[bbnn]", 1, 0));
+    aster_jw_end(&w, ']');
+    json_object_set_new(ref, "ints", arr);
+    aster_jw_key(&w, "raw");
+    aster_jw_raw(&w, "{\"k\":[1,2]}", 11);
+    json_object_set_new(ref, "raw", json_pack("{s:[ii]}", "k", 1, 2));
+    aster_jw_end(&w, '}');
+
+    char *want = json_dumps(ref, JSON_COMPACT);
+    size_t len = 0;
+    char *got = aster_jw_take(&w, &len);
+    assert_string_equal(got, want);
+    assert_int_equal(len, strlen(want));
+    assert_null(w.buf); /* take leaves it empty */
+    free(got);
+    free(want);
+    json_decref(ref);
+    got = aster_jw_take(&w, &len); /* nothing written: an empty string */
+    assert_string_equal(got, "");
+    assert_int_equal(len, 0);
+    free(got);
+}
+
+static void test_jsonw_member(void **state)
+{
+    (void)state;
+    const char *obj = "{\"ab\":0,\"a\":{\"c\":[1,\"]}\\\"\"]},\"d\":\"x\\\"y\", \"e\" : -12.5e3 ,"
+                      "\"f\":null}";
+    static const struct {
+        const char *key, *value;
+    } cases[] = {{"a", "{\"c\":[1,\"]}\\\"\"]}"}, {"ab", "0"}, {"d", "\"x\\\"y\""},
+                 {"e", "-12.5e3"},                 {"f", "null"}, {"c", NULL},
+                 {"", NULL},                       {"abc", NULL}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0;
+        const char *v = aster_jw_member(obj, cases[i].key, &n);
+        if (!cases[i].value) {
+            assert_null(v);
+            continue;
+        }
+        assert_non_null(v);
+        assert_int_equal(n, strlen(cases[i].value));
+        assert_memory_equal(v, cases[i].value, n);
+    }
+    /* Not an object, or not a whole one: no member, never a read past the
+     * end. */
+    const char *bad[] = {"",          "[1]",          "{",           "{\"a\"",   "{\"a\":",
+                         "{\"a\":[1}", "{\"a\":\"x}", "{\"a\":1 \"b\":2}", "{\"a\":]}", "{}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = 0;
+        assert_null(aster_jw_member(bad[i], "b", &n));
+    }
+    size_t n = 0;
+    assert_null(aster_jw_member("{\"a\":[1}", "a", &n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +394,8 @@ int main(void)
         cmocka_unit_test(test_addr),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_jsonw_matches_jansson),
+        cmocka_unit_test(test_jsonw_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
