@@ -1703,6 +1703,106 @@ static void test_concurrent(void **state)
     aster_store_close(c.st);
 }
 
+/* Many threads creating jobs at once, every name tried by two of them, and
+ * some names the database may refuse: each name is created exactly once,
+ * the loser hears EEXIST on "name", and a refused row spoils no other.
+ * (PostgreSQL writes concurrent creations as one statement.) */
+enum { NAME_THREADS = 16, NAME_PER = 40 };
+
+struct names {
+    aster_store *st;
+    pthread_barrier_t go;
+    atomic_int won[NAME_THREADS / 2][NAME_PER];
+    atomic_int errors;
+    char first_error[256];
+    pthread_mutex_t lock;
+};
+
+struct name_arg {
+    struct names *x;
+    int t;
+};
+
+static void names_fail(struct names *x, const char *what, const aster_err *err)
+{
+    if (atomic_fetch_add(&x->errors, 1) == 0) {
+        pthread_mutex_lock(&x->lock);
+        snprintf(x->first_error, sizeof(x->first_error), "%.60s: %.150s (%.30s)", what, err->msg,
+                 err->field);
+        pthread_mutex_unlock(&x->lock);
+    }
+}
+
+static void *names_writer(void *p)
+{
+    struct name_arg *a = p;
+    struct names *x = a->x;
+
+    pthread_barrier_wait(&x->go);
+    for (int k = 0; k < NAME_PER; k++) {
+        aster_job j;
+        aster_err err = {0};
+        char name[64];
+        snprintf(name, sizeof(name), "n-%d-%d", a->t / 2, k);
+        make_job(&j, name);
+        int rc = aster_store_job_insert(x->st, &j, &err);
+        if (!rc)
+            atomic_fetch_add(&x->won[a->t / 2][k], 1);
+        else if (rc != ASTER_EEXIST || strcmp(err.field, "name"))
+            names_fail(x, name, &err);
+        aster_job_fini(&j);
+        if (k % 10 == 0) { /* not UTF-8: PostgreSQL refuses it, SQLite keeps it */
+            snprintf(name, sizeof(name), "bad-\xff-%d-%d", a->t, k);
+            make_job(&j, name);
+            int refused = aster_store_job_insert(x->st, &j, &err);
+            (void)refused; /* either way, the others must not notice */
+            aster_job_fini(&j);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_names(void **state)
+{
+    struct names *x = aster_calloc(1, sizeof(*x));
+    pthread_t t[NAME_THREADS];
+    struct name_arg a[NAME_THREADS];
+    aster_job_filter f = {.paused = -1, .name_prefix = "n-", .limit = ASTER_STORE_MAX_PAGE};
+    aster_job *jobs = NULL;
+    aster_err err = {0};
+    size_t n = 0;
+
+    (void)state;
+    x->st = open_db("names");
+    pthread_mutex_init(&x->lock, NULL);
+    pthread_barrier_init(&x->go, NULL, NAME_THREADS);
+    for (int i = 0; i < NAME_THREADS; i++) {
+        a[i] = (struct name_arg){.x = x, .t = i};
+        pthread_create(&t[i], NULL, names_writer, &a[i]);
+    }
+    for (int i = 0; i < NAME_THREADS; i++)
+        pthread_join(t[i], NULL);
+    if (atomic_load(&x->errors))
+        fail_msg("%d errors, first: %s", atomic_load(&x->errors), x->first_error);
+    for (int i = 0; i < NAME_THREADS / 2; i++)
+        for (int k = 0; k < NAME_PER; k++)
+            if (atomic_load(&x->won[i][k]) != 1)
+                fail_msg("n-%d-%d created %d times", i, k, atomic_load(&x->won[i][k]));
+    assert_int_equal(aster_store_job_list(x->st, &f, &jobs, &n, &err), 0);
+    assert_int_equal(n, NAME_THREADS / 2 * NAME_PER);
+    for (size_t i = 0; i < n; i++) { /* every column made it, not just the name */
+        assert_string_equal(jobs[i].schedule, "*/5 * * * *");
+        assert_string_equal(jobs[i].timezone, "Europe/Berlin");
+        assert_int_equal(jobs[i].retry_backoff_max_ms, 60000);
+        assert_int_equal(jobs[i].version, 1);
+    }
+    aster_store_free_jobs(jobs, n);
+    pthread_barrier_destroy(&x->go);
+    pthread_mutex_destroy(&x->lock);
+    aster_store_close(x->st);
+    aster_free(x);
+}
+
 /* Nodes, leadership and fencing, the scheduler's overlap count, and (on
  * backends that have them) notifications. */
 static int fence_then_insert(aster_store *st, void *arg, aster_err *err)
@@ -1980,6 +2080,7 @@ static void test_exec_finish(void **state)
         cmocka_unit_test(test_alerts), cmocka_unit_test(test_alert_delivery),                      \
         cmocka_unit_test(test_alert_scans), cmocka_unit_test(test_retention),                      \
         cmocka_unit_test(test_batch), cmocka_unit_test(test_concurrent),                           \
+        cmocka_unit_test(test_concurrent_names),                                                   \
         cmocka_unit_test(test_coordination), cmocka_unit_test(test_exec_finish)
 
 #ifndef STORE_TEST_PG

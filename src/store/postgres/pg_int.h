@@ -75,6 +75,8 @@ enum {
     PG_JOB_EXISTS,
     PG_ANNOUNCE_JOBS,
     PG_EXEC_EXISTS,
+    PG_JOB_INSERT_MANY,
+    PG_JOB_IDS_EXIST,
     PG_STMT_COUNT
 };
 
@@ -108,7 +110,23 @@ typedef struct pg_store {
     pg_conn *pinned;
     int nconns;
     pg_announcer *announcer; /* started by the first job created; under lock */
+
+    /* Job creations waiting to be written together (rows_bulk.c). */
+    pthread_mutex_t ins_lock;
+    pthread_cond_t ins_cond;
+    struct pg_ins *ins_head, **ins_tail;
+    int ins_lanes; /* statements in flight */
 } pg_store;
+
+/* The columns of jobs, in the order rows.c reads and writes them. */
+#define PG_JOB_COLS                                                                                \
+    "id, name, schedule, timezone, delivery, target_kind, target, max_retries, "                   \
+    "retry_backoff_ms, retry_backoff_max_ms, timeout_ms, overlap, misfire, misfire_grace_ms, "     \
+    "dst_gap, dst_overlap, paused, alert_webhook, alert_after_failures, "                          \
+    "alert_if_no_success_ms, next_fire_at, created_at, updated_at, version"
+
+/* Whether this thread has a batch open (its calls run inside it). */
+bool pg_in_batch(pg_store *s);
 
 /* announce.c: queues the id of a job just committed, for listeners
  * (ASTER_STORE_EV_JOB), sent soon by a thread of the store's own; stop
@@ -258,6 +276,11 @@ int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *
 int pg_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
 int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *at, size_t n,
                    aster_err *err);
+/* rows.c: one job INSERT, its own transaction (also inside a batch). */
+int pg_job_insert_one(pg_store *s, const aster_job *job, aster_err *err);
+/* rows_bulk.c: a job INSERT that waits to share one statement with the
+ * creations of other threads; not inside a batch. */
+int pg_job_insert_grouped(pg_store *s, const aster_job *job, aster_err *err);
 int pg_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);
 int pg_alert_insert(aster_store *st, const aster_alert *a, aster_err *err);

@@ -60,11 +60,7 @@ int pg_run_list(pg_conn *c, void *ctx, aster_err *err)
 
 /* ---- jobs ------------------------------------------------------------------------- */
 
-#define JOB_COLS                                                                                   \
-    "id, name, schedule, timezone, delivery, target_kind, target, max_retries, "                   \
-    "retry_backoff_ms, retry_backoff_max_ms, timeout_ms, overlap, misfire, misfire_grace_ms, "     \
-    "dst_gap, dst_overlap, paused, alert_webhook, alert_after_failures, "                          \
-    "alert_if_no_success_ms, next_fire_at, created_at, updated_at, version"
+#define JOB_COLS PG_JOB_COLS
 
 static void job_params(pg_params *p, const aster_job *j)
 {
@@ -202,10 +198,18 @@ static int job_insert_fn(pg_conn *c, void *ctx, aster_err *err)
     return 0;
 }
 
-int pg_job_insert(aster_store *st, const aster_job *job, aster_err *err)
+int pg_job_insert_one(pg_store *s, const aster_job *job, aster_err *err)
 {
     struct job_write w = {.job = job};
-    int rc = pg_run((pg_store *)st, PG_IDEMPOTENT, job_insert_fn, &w, err);
+    return pg_run(s, PG_IDEMPOTENT, job_insert_fn, &w, err);
+}
+
+int pg_job_insert(aster_store *st, const aster_job *job, aster_err *err)
+{
+    pg_store *s = (pg_store *)st;
+    /* Inside a batch the INSERT belongs to the batch's transaction. */
+    int rc = pg_in_batch(s) ? pg_job_insert_one(s, job, err)
+                            : pg_job_insert_grouped(s, job, err);
 
     /* Announced after the commit, not by a trigger: see announce.c.  Inside
      * a batch the commit is still to come; a listener that reads the job

@@ -208,3 +208,195 @@ int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *a
                           n - i < FINISH_CHUNK ? n - i : FINISH_CHUNK, err);
     return rc;
 }
+
+/* ---- job creations, many threads' in one statement ----------------------------------
+ *
+ * Every POST /jobs of an API server is a thread calling pg_job_insert.  On
+ * its own, each INSERT is a statement and a commit (a WAL flush) in a
+ * PostgreSQL backend, which spent more CPU than the API server itself.
+ * Here a creation joins a queue; a thread that finds a lane free takes
+ * what is queued (its own and others') and writes it as one INSERT over
+ * unnested arrays, then wakes the owners.  A lone creation finds a lane at
+ * once and is written at once, so nothing waits for company. */
+
+#define INSERT_LANES 2   /* statements in flight at once */
+#define INSERT_CHUNK 256 /* creations per statement at most */
+
+typedef struct pg_ins {
+    const aster_job *job;
+    int rc;
+    aster_err err;
+    bool done;
+    struct pg_ins *next;
+} pg_ins;
+
+enum { J_ID, J_NAME, J_SCHEDULE, J_TZ, J_DELIVERY, J_KIND, J_TARGET, J_RETRIES, J_BACKOFF,
+       J_BACKOFF_MAX, J_TIMEOUT, J_OVERLAP, J_MISFIRE, J_GRACE, J_GAP, J_DST_OVERLAP, J_PAUSED,
+       J_WEBHOOK, J_ALERT_AFTER, J_NO_SUCCESS, J_NEXT, J_CREATED, J_UPDATED, J_VERSION, J_COUNT };
+
+struct insert_many {
+    pg_params p;
+    pg_ins *batch;
+    bool sent; /* the INSERT went out once already */
+};
+
+/* Marks the creations whose id is in `r` (column 0) as written. */
+static void mark_written(const PGresult *r, pg_ins *batch, bool *written)
+{
+    size_t i = 0;
+    for (pg_ins *x = batch; x; x = x->next, i++)
+        for (int row = 0; row < PQntuples(r); row++)
+            if (!strcmp(PQgetvalue(r, row, 0), x->job->id)) {
+                written[i] = true;
+                break;
+            }
+}
+
+static int insert_many_fn(pg_conn *c, void *ctx, aster_err *err)
+{
+    struct insert_many *m = ctx;
+    size_t n = 0, i = 0;
+    bool rerun = m->sent, *written;
+    PGresult *r;
+
+    for (pg_ins *x = m->batch; x; x = x->next)
+        n++;
+    m->sent = true;
+    /* A name taken (by an older job or by one earlier in this batch) skips
+     * that row, not the statement: ON CONFLICT DO NOTHING, then RETURNING
+     * says which rows went in. */
+    r = pg_query(c, PG_JOB_INSERT_MANY,
+                 "INSERT INTO jobs (" PG_JOB_COLS ") SELECT * FROM unnest($1::text[], "
+                 "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+                 "$8::int[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], "
+                 "$14::bigint[], $15::int[], $16::int[], $17::boolean[], $18::text[], $19::int[], "
+                 "$20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[]) "
+                 "ON CONFLICT DO NOTHING RETURNING id",
+                 &m->p);
+    if (!r)
+        return pg_fail(c, "writing jobs", err);
+    written = aster_calloc(n, sizeof(*written));
+    if ((size_t)PQntuples(r) == n)
+        memset(written, 1, n * sizeof(*written));
+    else
+        mark_written(r, m->batch, written);
+    PQclear(r);
+    /* Rows left out: a name in use, or, when this runs again after the
+     * connection broke, our own rows, committed the first time (ids are
+     * made by the caller, UUIDv7: a row with our id can only be ours). */
+    if (rerun) {
+        pg_params q = {0};
+        pg_p_text(&q, 1, m->p.v[J_ID]);
+        if (!(r = pg_query(c, PG_JOB_IDS_EXIST, "SELECT id FROM jobs WHERE id = ANY($1::text[])",
+                           &q))) {
+            aster_free(written);
+            return pg_fail(c, "checking a write", err);
+        }
+        mark_written(r, m->batch, written);
+        PQclear(r);
+    }
+    for (pg_ins *x = m->batch; x; x = x->next, i++)
+        if (!written[i])
+            x->rc = aster_err_set(&x->err, ASTER_EEXIST, "name",
+                                  "a job named '%.100s' already exists", x->job->name);
+    aster_free(written);
+    return 0;
+}
+
+/* Writes `batch` and sets each one's rc and err. */
+static void insert_batch(pg_store *s, pg_ins *batch)
+{
+    struct insert_many m = {.batch = batch};
+    arr a[J_COUNT] = {{NULL, 0, 0}};
+    aster_err err = {0};
+    int rc;
+
+    if (!batch->next) { /* alone: the plain INSERT names its conflict exactly */
+        batch->rc = pg_job_insert_one(s, batch->job, &batch->err);
+        return;
+    }
+    for (pg_ins *x = batch; x; x = x->next) {
+        const aster_job *j = x->job;
+        arr_text(&a[J_ID], j->id);
+        arr_text(&a[J_NAME], j->name);
+        arr_text(&a[J_SCHEDULE], j->schedule);
+        arr_text(&a[J_TZ], j->timezone);
+        arr_text(&a[J_DELIVERY], aster_delivery_name(j->delivery));
+        arr_text(&a[J_KIND], aster_target_kind_name(j->target_kind));
+        arr_text(&a[J_TARGET], j->target);
+        arr_int(&a[J_RETRIES], j->max_retries);
+        arr_int(&a[J_BACKOFF], j->retry_backoff_ms);
+        arr_int(&a[J_BACKOFF_MAX], j->retry_backoff_max_ms);
+        arr_int(&a[J_TIMEOUT], j->timeout_ms);
+        arr_text(&a[J_OVERLAP], aster_overlap_name(j->overlap));
+        arr_text(&a[J_MISFIRE], aster_misfire_name(j->misfire));
+        arr_int(&a[J_GRACE], j->misfire_grace_ms);
+        arr_int(&a[J_GAP], j->dst_gap);
+        arr_int(&a[J_DST_OVERLAP], j->dst_overlap);
+        arr_text(&a[J_PAUSED], j->paused ? "t" : "f");
+        arr_text(&a[J_WEBHOOK], j->alert_webhook);
+        arr_int(&a[J_ALERT_AFTER], j->alert_after_failures);
+        arr_int(&a[J_NO_SUCCESS], j->alert_if_no_success_ms);
+        arr_time(&a[J_NEXT], j->next_fire_at);
+        arr_int(&a[J_CREATED], j->created_at);
+        arr_int(&a[J_UPDATED], j->updated_at);
+        arr_int(&a[J_VERSION], j->version);
+    }
+    for (int k = 0; k < J_COUNT; k++) {
+        arr_put(&a[k], "}", 1);
+        pg_p_text(&m.p, k + 1, a[k].s);
+    }
+    rc = pg_run(s, PG_IDEMPOTENT, insert_many_fn, &m, &err);
+    for (int k = 0; k < J_COUNT; k++)
+        aster_free(a[k].s);
+    if (!rc)
+        return;
+    /* The statement failed as a whole.  Unreachable: everyone hears it.
+     * Otherwise one row spoiled it for all: each goes alone, to get its
+     * own answer. */
+    for (pg_ins *x = batch; x; x = x->next) {
+        if (err.code == ASTER_EUNAVAIL) {
+            x->rc = rc;
+            x->err = err;
+        } else {
+            x->rc = pg_job_insert_one(s, x->job, &x->err);
+        }
+    }
+}
+
+int pg_job_insert_grouped(pg_store *s, const aster_job *job, aster_err *err)
+{
+    pg_ins me = {.job = job};
+
+    pthread_mutex_lock(&s->ins_lock);
+    *s->ins_tail = &me;
+    s->ins_tail = &me.next;
+    while (!me.done) {
+        if (!s->ins_head || s->ins_lanes >= INSERT_LANES) {
+            pthread_cond_wait(&s->ins_cond, &s->ins_lock);
+            continue;
+        }
+        /* Take up to a chunk off the queue, and write it. */
+        pg_ins *batch = s->ins_head, *last = batch;
+        for (int k = 1; k < INSERT_CHUNK && last->next; k++)
+            last = last->next;
+        s->ins_head = last->next;
+        if (!s->ins_head)
+            s->ins_tail = &s->ins_head;
+        last->next = NULL;
+        s->ins_lanes++;
+        pthread_mutex_unlock(&s->ins_lock);
+        insert_batch(s, batch);
+        pthread_mutex_lock(&s->ins_lock);
+        for (pg_ins *x = batch, *next; x; x = next) {
+            next = x->next; /* x belongs to its thread once done */
+            x->done = true;
+        }
+        s->ins_lanes--;
+        pthread_cond_broadcast(&s->ins_cond);
+    }
+    pthread_mutex_unlock(&s->ins_lock);
+    if (me.rc && err)
+        *err = me.err;
+    return me.rc;
+}
