@@ -1288,6 +1288,7 @@ static void on_wake(uv_async_t *a)
 {
     aster_engine *e = a->data;
     inbox_item *items;
+    bool claim = false;
 
     pthread_mutex_lock(&e->inbox_lock);
     items = e->inbox;
@@ -1303,6 +1304,10 @@ static void on_wake(uv_async_t *a)
             job_apply(e, &it->job, false);
         else
             job_load(e, it->id);
+        /* A trigger (an item without the job) made work to claim; a job
+         * created or changed did not, and claiming is a write that every
+         * POST /jobs would otherwise pay for. */
+        claim |= !it->has_job;
         aster_free(it);
     }
     if (atomic_load(&e->stop_requested) && !e->stopping) {
@@ -1318,7 +1323,8 @@ static void on_wake(uv_async_t *a)
     }
     if (!e->stopping) {
         arm_tick(e);
-        dispatch(e);
+        if (claim)
+            dispatch(e);
     }
 }
 

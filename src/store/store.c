@@ -81,7 +81,10 @@ int aster_store_open(const char *url, const aster_store_opts *opts, aster_store 
         return aster_err_set(err, ASTER_EINVAL, FIELD,
                              "unknown store '%.*s' (use sqlite:PATH or postgres://...)", len, url);
     }
-    return ops->open(target, opts, out, err);
+    if ((rc = ops->open(target, opts, out, err)))
+        return rc;
+    aster_store_group_init(&(*out)->group);
+    return 0;
 }
 
 unsigned aster_store_url_caps(const char *url)
@@ -92,8 +95,10 @@ unsigned aster_store_url_caps(const char *url)
 
 void aster_store_close(aster_store *st)
 {
-    if (st)
-        st->ops->close(st);
+    if (!st)
+        return;
+    aster_store_group_fini(&st->group);
+    st->ops->close(st);
 }
 
 unsigned aster_store_caps(const aster_store *st)
@@ -110,6 +115,9 @@ int aster_store_latest_version(void)
 {
     return ASTER_STORE_SCHEMA_VERSION;
 }
+
+/* The store whose batch this thread is inside, if any. */
+static _Thread_local aster_store *in_batch;
 
 static int no_handle(aster_err *err)
 {
@@ -218,7 +226,10 @@ int aster_store_job_insert(aster_store *st, const aster_job *job, aster_err *err
         return no_handle(err);
     if ((rc = check_job(job, err)))
         return rc;
-    return st->ops->job_insert(st, job, err);
+    /* Inside a batch the row belongs to the batch's transaction. */
+    if (in_batch == st || !st->ops->job_insert_many)
+        return st->ops->job_insert(st, job, err);
+    return aster_store_group_insert(st, job, err);
 }
 
 int aster_store_job_get(aster_store *st, const char *key, aster_job *out, aster_err *err)
@@ -529,7 +540,11 @@ int aster_store_batch(aster_store *st, aster_store_batch_fn fn, void *arg, aster
         return no_handle(err);
     if (!fn)
         return aster_err_set(err, ASTER_EINVAL, FIELD, "no batch function given");
-    return st->ops->batch(st, fn, arg, err);
+    aster_store *outer = in_batch;
+    in_batch = st;
+    int rc = st->ops->batch(st, fn, arg, err);
+    in_batch = outer;
+    return rc;
 }
 
 /* ---- alerts delivery and retention -------------------------------------------- */

@@ -13,6 +13,8 @@
 #ifndef ASTER_STORE_INT_H
 #define ASTER_STORE_INT_H
 
+#include <pthread.h>
+
 #include "store/store.h"
 
 /* Every backend migrates to the same numbered schema: version N means the
@@ -36,6 +38,11 @@ struct aster_store_ops {
     int (*ping)(aster_store *st, aster_err *err);
 
     int (*job_insert)(aster_store *st, const aster_job *job, aster_err *err);
+    /* Writes jobs[0..n) (2 <= n <= 256) at once, each with its own outcome
+     * in rcs[i] and errs[i] (as job_insert would give it): a row refused
+     * spoils no other.  Never called inside a batch.  Optional. */
+    void (*job_insert_many)(aster_store *st, const aster_job *const *jobs, size_t n, int *rcs,
+                            aster_err *errs);
     int (*job_get)(aster_store *st, const char *key, aster_job *out, aster_err *err);
     int (*job_update)(aster_store *st, const aster_job *job, int64_t expect_version,
                       aster_err *err);
@@ -126,8 +133,22 @@ struct aster_store_listener {
 };
 
 /* The common head of every backend's handle (first member). */
+/* Job creations of many threads waiting to be written together (group.c). */
+typedef struct aster_store_group {
+    pthread_mutex_t lock;
+    struct group_ins *head, **tail;
+    int lanes; /* writes in flight */
+} aster_store_group;
+
+void aster_store_group_init(aster_store_group *g);
+void aster_store_group_fini(aster_store_group *g);
+/* aster_store_job_insert outside a batch, for a backend with
+ * job_insert_many. */
+int aster_store_group_insert(aster_store *st, const aster_job *job, aster_err *err);
+
 struct aster_store {
     const struct aster_store_ops *ops;
+    aster_store_group group; /* store.c's; backends leave it alone */
 };
 
 extern const struct aster_store_ops aster_store_sqlite_ops;

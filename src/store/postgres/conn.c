@@ -375,14 +375,6 @@ static pg_conn *pinned_locked(const pg_store *s)
     return NULL;
 }
 
-bool pg_in_batch(pg_store *s)
-{
-    pthread_mutex_lock(&s->lock);
-    bool in = pinned_locked(s) != NULL;
-    pthread_mutex_unlock(&s->lock);
-    return in;
-}
-
 /* This thread's batch connection (*pinned), or one from the pool. */
 static int acquire(pg_store *s, pg_conn **out, bool *pinned, aster_err *err)
 {
@@ -758,8 +750,6 @@ static void pg_close(aster_store *st)
     assert(s->nconns == 0 && !s->pinned);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->ins_cond);
-    pthread_mutex_destroy(&s->ins_lock);
     aster_free(s->where);
     aster_free(s->url);
     aster_free(s);
@@ -799,9 +789,6 @@ static int pg_open(const char *url, const aster_store_opts *opts, aster_store **
     s->url = aster_strdup(url);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    pthread_mutex_init(&s->ins_lock, NULL);
-    pthread_cond_init(&s->ins_cond, NULL);
-    s->ins_tail = &s->ins_head;
     if ((rc = acquire(s, &c, &pinned, err)))
         goto out;
     s->where = describe(c->db);
@@ -833,6 +820,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .schema_version = pg_schema_version,
     .ping = pg_ping,
     .job_insert = pg_job_insert,
+    .job_insert_many = pg_job_insert_many,
     .job_get = pg_job_get,
     .job_update = pg_job_update,
     .job_delete = pg_job_delete,

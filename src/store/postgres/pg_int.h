@@ -276,11 +276,10 @@ int pg_exec_count(aster_store *st, const char *status, int64_t *out, aster_err *
 int pg_attempt_insert(aster_store *st, const aster_attempt *a, aster_err *err);
 int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *at, size_t n,
                    aster_err *err);
-/* rows.c: one job INSERT, its own transaction (also inside a batch). */
+/* rows.c: one job INSERT, without the announcement. */
 int pg_job_insert_one(pg_store *s, const aster_job *job, aster_err *err);
-/* rows_bulk.c: a job INSERT that waits to share one statement with the
- * creations of other threads; not inside a batch. */
-int pg_job_insert_grouped(pg_store *s, const aster_job *job, aster_err *err);
+void pg_job_insert_many(aster_store *st, const aster_job *const *jobs, size_t n, int *rcs,
+                        aster_err *errs);
 int pg_attempt_list(aster_store *st, const char *execution_id, aster_attempt **out, size_t *n,
                     aster_err *err);
 int pg_alert_insert(aster_store *st, const aster_alert *a, aster_err *err);

@@ -206,10 +206,7 @@ int pg_job_insert_one(pg_store *s, const aster_job *job, aster_err *err)
 
 int pg_job_insert(aster_store *st, const aster_job *job, aster_err *err)
 {
-    pg_store *s = (pg_store *)st;
-    /* Inside a batch the INSERT belongs to the batch's transaction. */
-    int rc = pg_in_batch(s) ? pg_job_insert_one(s, job, err)
-                            : pg_job_insert_grouped(s, job, err);
+    int rc = pg_job_insert_one((pg_store *)st, job, err);
 
     /* Announced after the commit, not by a trigger: see announce.c.  Inside
      * a batch the commit is still to come; a listener that reads the job

@@ -209,26 +209,10 @@ int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *a
     return rc;
 }
 
-/* ---- job creations, many threads' in one statement ----------------------------------
+/* ---- job creations written together (store/group.c) ------------------------------
  *
- * Every POST /jobs of an API server is a thread calling pg_job_insert.  On
- * its own, each INSERT is a statement and a commit (a WAL flush) in a
- * PostgreSQL backend, which spent more CPU than the API server itself.
- * Here a creation joins a queue; a thread that finds a lane free takes
- * what is queued (its own and others') and writes it as one INSERT over
- * unnested arrays, then wakes the owners.  A lone creation finds a lane at
- * once and is written at once, so nothing waits for company. */
-
-#define INSERT_LANES 2   /* statements in flight at once */
-#define INSERT_CHUNK 256 /* creations per statement at most */
-
-typedef struct pg_ins {
-    const aster_job *job;
-    int rc;
-    aster_err err;
-    bool done;
-    struct pg_ins *next;
-} pg_ins;
+ * One INSERT over unnested arrays for creations of many API threads: one
+ * statement and one WAL flush where each alone cost a backend both. */
 
 enum { J_ID, J_NAME, J_SCHEDULE, J_TZ, J_DELIVERY, J_KIND, J_TARGET, J_RETRIES, J_BACKOFF,
        J_BACKOFF_MAX, J_TIMEOUT, J_OVERLAP, J_MISFIRE, J_GRACE, J_GAP, J_DST_OVERLAP, J_PAUSED,
@@ -236,35 +220,31 @@ enum { J_ID, J_NAME, J_SCHEDULE, J_TZ, J_DELIVERY, J_KIND, J_TARGET, J_RETRIES, 
 
 struct insert_many {
     pg_params p;
-    pg_ins *batch;
+    const aster_job *const *jobs;
+    size_t n;
+    int *rcs;
+    aster_err *errs;
     bool sent; /* the INSERT went out once already */
 };
 
-/* Marks the creations whose id is in `r` (column 0) as written. */
-static void mark_written(const PGresult *r, pg_ins *batch, bool *written)
+/* Marks the jobs whose id is in `r` (column 0) as written. */
+static void mark_written(const PGresult *r, const struct insert_many *m, bool *written)
 {
-    size_t i = 0;
-    for (pg_ins *x = batch; x; x = x->next, i++)
-        for (int row = 0; row < PQntuples(r); row++)
-            if (!strcmp(PQgetvalue(r, row, 0), x->job->id)) {
-                written[i] = true;
-                break;
-            }
+    for (size_t i = 0; i < m->n; i++)
+        for (int row = 0; !written[i] && row < PQntuples(r); row++)
+            written[i] = !strcmp(PQgetvalue(r, row, 0), m->jobs[i]->id);
 }
 
 static int insert_many_fn(pg_conn *c, void *ctx, aster_err *err)
 {
     struct insert_many *m = ctx;
-    size_t n = 0, i = 0;
     bool rerun = m->sent, *written;
     PGresult *r;
 
-    for (pg_ins *x = m->batch; x; x = x->next)
-        n++;
     m->sent = true;
-    /* A name taken (by an older job or by one earlier in this batch) skips
-     * that row, not the statement: ON CONFLICT DO NOTHING, then RETURNING
-     * says which rows went in. */
+    /* A name taken (by an older job or by one earlier in this statement)
+     * skips that row, not the statement: ON CONFLICT DO NOTHING, then
+     * RETURNING says which rows went in. */
     r = pg_query(c, PG_JOB_INSERT_MANY,
                  "INSERT INTO jobs (" PG_JOB_COLS ") SELECT * FROM unnest($1::text[], "
                  "$2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
@@ -275,11 +255,11 @@ static int insert_many_fn(pg_conn *c, void *ctx, aster_err *err)
                  &m->p);
     if (!r)
         return pg_fail(c, "writing jobs", err);
-    written = aster_calloc(n, sizeof(*written));
-    if ((size_t)PQntuples(r) == n)
-        memset(written, 1, n * sizeof(*written));
+    written = aster_calloc(m->n, sizeof(*written));
+    if ((size_t)PQntuples(r) == m->n)
+        memset(written, 1, m->n * sizeof(*written));
     else
-        mark_written(r, m->batch, written);
+        mark_written(r, m, written);
     PQclear(r);
     /* Rows left out: a name in use, or, when this runs again after the
      * connection broke, our own rows, committed the first time (ids are
@@ -292,31 +272,31 @@ static int insert_many_fn(pg_conn *c, void *ctx, aster_err *err)
             aster_free(written);
             return pg_fail(c, "checking a write", err);
         }
-        mark_written(r, m->batch, written);
+        mark_written(r, m, written);
         PQclear(r);
     }
-    for (pg_ins *x = m->batch; x; x = x->next, i++)
-        if (!written[i])
-            x->rc = aster_err_set(&x->err, ASTER_EEXIST, "name",
-                                  "a job named '%.100s' already exists", x->job->name);
+    for (size_t i = 0; i < m->n; i++)
+        m->rcs[i] = written[i] ? 0
+                               : aster_err_set(&m->errs[i], ASTER_EEXIST, "name",
+                                               "a job named '%.100s' already exists",
+                                               m->jobs[i]->name);
     aster_free(written);
     return 0;
 }
 
-/* Writes `batch` and sets each one's rc and err. */
-static void insert_batch(pg_store *s, pg_ins *batch)
+void pg_job_insert_many(aster_store *st, const aster_job *const *jobs, size_t n, int *rcs,
+                        aster_err *errs)
 {
-    struct insert_many m = {.batch = batch};
+    pg_store *s = (pg_store *)st;
+    struct insert_many m = {.jobs = jobs, .n = n, .rcs = rcs, .errs = errs};
     arr a[J_COUNT] = {{NULL, 0, 0}};
     aster_err err = {0};
     int rc;
 
-    if (!batch->next) { /* alone: the plain INSERT names its conflict exactly */
-        batch->rc = pg_job_insert_one(s, batch->job, &batch->err);
-        return;
-    }
-    for (pg_ins *x = batch; x; x = x->next) {
-        const aster_job *j = x->job;
+    for (size_t i = 0; i < n; i++) {
+        const aster_job *j = jobs[i];
+        rcs[i] = 0;
+        errs[i] = (aster_err){0};
         arr_text(&a[J_ID], j->id);
         arr_text(&a[J_NAME], j->name);
         arr_text(&a[J_SCHEDULE], j->schedule);
@@ -349,54 +329,19 @@ static void insert_batch(pg_store *s, pg_ins *batch)
     rc = pg_run(s, PG_IDEMPOTENT, insert_many_fn, &m, &err);
     for (int k = 0; k < J_COUNT; k++)
         aster_free(a[k].s);
-    if (!rc)
-        return;
     /* The statement failed as a whole.  Unreachable: everyone hears it.
      * Otherwise one row spoiled it for all: each goes alone, to get its
      * own answer. */
-    for (pg_ins *x = batch; x; x = x->next) {
+    for (size_t i = 0; rc && i < n; i++) {
         if (err.code == ASTER_EUNAVAIL) {
-            x->rc = rc;
-            x->err = err;
+            rcs[i] = rc;
+            errs[i] = err;
         } else {
-            x->rc = pg_job_insert_one(s, x->job, &x->err);
+            rcs[i] = pg_job_insert_one(s, jobs[i], &errs[i]);
         }
     }
-}
-
-int pg_job_insert_grouped(pg_store *s, const aster_job *job, aster_err *err)
-{
-    pg_ins me = {.job = job};
-
-    pthread_mutex_lock(&s->ins_lock);
-    *s->ins_tail = &me;
-    s->ins_tail = &me.next;
-    while (!me.done) {
-        if (!s->ins_head || s->ins_lanes >= INSERT_LANES) {
-            pthread_cond_wait(&s->ins_cond, &s->ins_lock);
-            continue;
-        }
-        /* Take up to a chunk off the queue, and write it. */
-        pg_ins *batch = s->ins_head, *last = batch;
-        for (int k = 1; k < INSERT_CHUNK && last->next; k++)
-            last = last->next;
-        s->ins_head = last->next;
-        if (!s->ins_head)
-            s->ins_tail = &s->ins_head;
-        last->next = NULL;
-        s->ins_lanes++;
-        pthread_mutex_unlock(&s->ins_lock);
-        insert_batch(s, batch);
-        pthread_mutex_lock(&s->ins_lock);
-        for (pg_ins *x = batch, *next; x; x = next) {
-            next = x->next; /* x belongs to its thread once done */
-            x->done = true;
-        }
-        s->ins_lanes--;
-        pthread_cond_broadcast(&s->ins_cond);
-    }
-    pthread_mutex_unlock(&s->ins_lock);
-    if (me.rc && err)
-        *err = me.err;
-    return me.rc;
+    /* Announced after the commit, as pg_job_insert does. */
+    for (size_t i = 0; i < n; i++)
+        if (!rcs[i])
+            pg_announce_job(s, jobs[i]->id);
 }

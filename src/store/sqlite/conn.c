@@ -154,8 +154,19 @@ static int set_wal(sq_conn *c, const char *path, aster_err *err)
     return rc;
 }
 
+/* SQLite counts every allocation under one global mutex unless told not
+ * to; with dozens of API threads reading at once that mutex was the most
+ * contended lock in the process.  Must precede SQLite's initialisation;
+ * if something else initialised it first, the counting stays on. */
+static void configure_sqlite(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int conn_open(const char *path, bool writer, sq_conn **out, aster_err *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, configure_sqlite);
     sq_conn *c = aster_calloc(1, sizeof(*c));
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
@@ -683,6 +694,7 @@ const struct aster_store_ops aster_store_sqlite_ops = {
     .schema_version = sq_schema_version,
     .ping = sq_ping,
     .job_insert = sq_job_insert,
+    .job_insert_many = sq_job_insert_many,
     .job_get = sq_job_get,
     .job_update = sq_job_update,
     .job_delete = sq_job_delete,

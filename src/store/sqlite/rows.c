@@ -201,25 +201,65 @@ static int job_write_err(sq_conn *c, int rc, const aster_job *job, aster_err *er
     return sq_dberr(c->db, rc, "writing a job", err);
 }
 
-int sq_job_insert(aster_store *stp, const aster_job *job, aster_err *err)
+static int insert_row(sq_conn *c, const aster_job *job, aster_err *err)
 {
-    sq_store *s = (sq_store *)stp;
     sqlite3_stmt *st;
-    sq_conn *c;
-    int rc = sq_write_begin(s, &c, err);
-
-    if (rc)
-        return rc;
-    rc = sq_prepare(c, SQ_JOB_INSERT,
-                    "INSERT INTO jobs (" JOB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                    "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                    &st, err);
+    int rc = sq_prepare(c, SQ_JOB_INSERT,
+                        "INSERT INTO jobs (" JOB_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
+                        "?23, ?24)",
+                        &st, err);
     if (!rc) {
         int b = bind_job(st, job), step = b == SQLITE_OK ? sqlite3_step(st) : b;
         rc = step == SQLITE_DONE ? 0 : job_write_err(c, step, job, err);
         sqlite3_reset(st);
     }
-    return sq_write_end(s, c, rc, err);
+    return rc;
+}
+
+int sq_job_insert(aster_store *stp, const aster_job *job, aster_err *err)
+{
+    sq_store *s = (sq_store *)stp;
+    sq_conn *c;
+    int rc = sq_write_begin(s, &c, err);
+
+    if (rc)
+        return rc;
+    return sq_write_end(s, c, insert_row(c, job, err), err);
+}
+
+/* One write, and one commit, for all.  A name in use fails that INSERT
+ * alone: SQLite undoes a failed statement, not its transaction.  An error
+ * that loses the transaction (I/O, disk full) ends the loop, and the
+ * commit's failure then reaches every row written before it. */
+void sq_job_insert_many(aster_store *stp, const aster_job *const *jobs, size_t n, int *rcs,
+                        aster_err *errs)
+{
+    sq_store *s = (sq_store *)stp;
+    aster_err err = {0};
+    sq_conn *c;
+    int rc = sq_write_begin(s, &c, &err);
+
+    for (size_t i = 0; i < n; i++) {
+        errs[i] = (aster_err){0};
+        rcs[i] = rc;
+        if (rc)
+            errs[i] = err;
+        else if (sqlite3_get_autocommit(c->db))
+            rcs[i] = aster_err_set(&errs[i], ASTER_EIO, "store",
+                                   "the write's transaction was lost to an earlier error");
+        else
+            rcs[i] = insert_row(c, jobs[i], &errs[i]);
+    }
+    if (rc)
+        return;
+    /* The commit's failure is every written row's. */
+    if ((rc = sq_write_end(s, c, 0, &err)))
+        for (size_t i = 0; i < n; i++)
+            if (!rcs[i]) {
+                rcs[i] = rc;
+                errs[i] = err;
+            }
 }
 
 int sq_job_get(aster_store *stp, const char *key, aster_job *out, aster_err *err)

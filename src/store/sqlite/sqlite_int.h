@@ -152,6 +152,8 @@ void sq_read_end(sq_store *s, sq_conn *c);
 
 /* rows.c: the table's row operations (see store.h for their contracts). */
 int sq_job_insert(aster_store *st, const aster_job *job, aster_err *err);
+void sq_job_insert_many(aster_store *st, const aster_job *const *jobs, size_t n, int *rcs,
+                        aster_err *errs);
 int sq_job_get(aster_store *st, const char *key, aster_job *out, aster_err *err);
 int sq_job_update(aster_store *st, const aster_job *job, int64_t expect_version, aster_err *err);
 int sq_job_delete(aster_store *st, const char *id, aster_err *err);
