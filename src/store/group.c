@@ -15,7 +15,6 @@
 
 #include "util/mem.h"
 
-#define GROUP_LANES 1   /* writes in flight at once */
 #define GROUP_CHUNK 256 /* creations per write at most */
 
 struct group_ins {
@@ -78,9 +77,11 @@ int aster_store_group_insert(aster_store *st, const aster_job *job, aster_err *e
     *g->tail = &me;
     g->tail = &me.next;
     while (!me.done) {
-        if (g->lanes >= GROUP_LANES || g->head != &me) {
+        if (g->lanes >= st->ops->insert_lanes || !g->head) {
             /* Woken when done, or when a lane is free and this entry heads
-             * the queue: then it writes the queue, its own and others'. */
+             * the queue.  Whoever finds a lane free writes the queue, its
+             * own creation and others': not waiting for the head's owner
+             * to be scheduled saves a context switch's delay per write. */
             pthread_cond_wait(&me.cond, &g->lock);
             continue;
         }
@@ -92,7 +93,7 @@ int aster_store_group_insert(aster_store *st, const aster_job *job, aster_err *e
         if (!g->head)
             g->tail = &g->head;
         last->next = NULL;
-        if (++g->lanes < GROUP_LANES && g->head) /* more than a chunk queued */
+        if (++g->lanes < st->ops->insert_lanes && g->head) /* more than a chunk queued */
             pthread_cond_signal(&g->head->cond);
         pthread_mutex_unlock(&g->lock);
         write_batch(st, batch, n);

@@ -43,6 +43,9 @@ struct aster_store_ops {
      * spoils no other.  Never called inside a batch.  Optional. */
     void (*job_insert_many)(aster_store *st, const aster_job *const *jobs, size_t n, int *rcs,
                             aster_err *errs);
+    /* How many job_insert_many may run at once: 1 where writes serialise
+     * anyway (SQLite), more where they overlap on several connections. */
+    unsigned insert_lanes;
     int (*job_get)(aster_store *st, const char *key, aster_job *out, aster_err *err);
     int (*job_update)(aster_store *st, const aster_job *job, int64_t expect_version,
                       aster_err *err);
@@ -137,7 +140,7 @@ struct aster_store_listener {
 typedef struct aster_store_group {
     pthread_mutex_t lock;
     struct group_ins *head, **tail;
-    int lanes; /* writes in flight */
+    unsigned lanes; /* writes in flight */
 } aster_store_group;
 
 void aster_store_group_init(aster_store_group *g);

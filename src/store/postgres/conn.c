@@ -821,6 +821,7 @@ const struct aster_store_ops aster_store_postgres_ops = {
     .ping = pg_ping,
     .job_insert = pg_job_insert,
     .job_insert_many = pg_job_insert_many,
+    .insert_lanes = 2,
     .job_get = pg_job_get,
     .job_update = pg_job_update,
     .job_delete = pg_job_delete,

@@ -695,6 +695,7 @@ const struct aster_store_ops aster_store_sqlite_ops = {
     .ping = sq_ping,
     .job_insert = sq_job_insert,
     .job_insert_many = sq_job_insert_many,
+    .insert_lanes = 1,
     .job_get = sq_job_get,
     .job_update = sq_job_update,
     .job_delete = sq_job_delete,
