@@ -1,7 +1,6 @@
 /* jsonw.c — see jsonw.h. */
 #include "util/jsonw.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,10 +108,17 @@ void aster_jw_str(aster_jw *w, const char *s)
 
 void aster_jw_int(aster_jw *w, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, v);
+    /* Digits from the right, without snprintf's format parsing. */
+    char num[24], *p = num + sizeof(num);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
     sep(w);
-    put(w, num, (size_t)n);
+    put(w, p, (size_t)(num + sizeof(num) - p));
 }
 
 void aster_jw_bool(aster_jw *w, bool v)

@@ -150,12 +150,39 @@ bad:
                          "'%s' is not an RFC 3339 time (e.g. 2026-03-08T06:30:00Z)", s ? s : "");
 }
 
+static char *put_digits(char *p, int v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
 char *aster_time_format_ms(aster_time_us t, char *buf, size_t n)
 {
     int64_t sec = floor_div(t, ASTER_US_PER_SEC);
     int ms = (int)((t - sec * ASTER_US_PER_SEC) / 1000);
     aster_civil c;
     aster_civil_from_sec(sec, &c);
+    /* A job answer holds three of these: by hand rather than through
+     * snprintf, which was a fifth of a GET's time in user space. */
+    if (c.year >= 0 && c.year <= 9999 && n >= sizeof("2026-11-22T18:00:00.000Z")) {
+        char *p = put_digits(buf, (int)c.year, 4);
+        *p++ = '-';
+        p = put_digits(p, c.month, 2);
+        *p++ = '-';
+        p = put_digits(p, c.day, 2);
+        *p++ = 'T';
+        p = put_digits(p, c.hour, 2);
+        *p++ = ':';
+        p = put_digits(p, c.min, 2);
+        *p++ = ':';
+        p = put_digits(p, c.sec, 2);
+        *p++ = '.';
+        p = put_digits(p, ms, 3);
+        *p++ = 'Z';
+        *p = '\0';
+        return buf;
+    }
     snprintf(buf, n, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)c.year, c.month, c.day,
              c.hour, c.min, c.sec, ms);
     return buf;

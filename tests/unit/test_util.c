@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -383,6 +384,28 @@ static void test_jsonw_member(void **state)
     assert_null(aster_jw_member("{\"a\":[1}", "a", &n));
 }
 
+/* The hand-written format against the C library's, across eras and the
+ * fallback for years beyond four digits. */
+static void test_time_format_ms(void **state)
+{
+    (void)state;
+    const int64_t secs[] = {0,          -1,         1,           951782400,  1795377600,
+                            4102444799, -62135596800, 253402300799, 253402300800, -62135596801};
+    const int64_t frac[] = {0, 1, 999, 1000, 123456, 999999};
+    for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++)
+        for (size_t k = 0; k < sizeof(frac) / sizeof(frac[0]); k++) {
+            aster_time_us t = secs[i] * 1000000 + frac[k];
+            time_t tt = (time_t)secs[i];
+            struct tm tm;
+            char want[64], got[ASTER_TIME_BUFSZ];
+            assert_non_null(gmtime_r(&tt, &tm));
+            snprintf(want, sizeof(want), "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                     (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, (int)(frac[k] / 1000));
+            assert_string_equal(aster_time_format_ms(t, got, sizeof(got)), want);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_addr),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_log_lines),
+        cmocka_unit_test(test_time_format_ms),
         cmocka_unit_test(test_jsonw_matches_jansson),
         cmocka_unit_test(test_jsonw_member),
     };
