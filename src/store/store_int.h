@@ -135,7 +135,6 @@ struct aster_store_listener {
     const struct aster_store_ops *ops;
 };
 
-/* The common head of every backend's handle (first member). */
 /* Job creations of many threads waiting to be written together (group.c). */
 typedef struct aster_store_group {
     pthread_mutex_t lock;
@@ -149,6 +148,7 @@ void aster_store_group_fini(aster_store_group *g);
  * job_insert_many. */
 int aster_store_group_insert(aster_store *st, const aster_job *job, aster_err *err);
 
+/* The common head of every backend's handle (first member). */
 struct aster_store {
     const struct aster_store_ops *ops;
     aster_store_group group; /* store.c's; backends leave it alone */

@@ -336,6 +336,35 @@ def test_concurrent_creates_of_one_name_give_one_job(server):
     assert len(r.json()["items"]) == 1
 
 
+def test_many_concurrent_creates_each_get_their_own_answer(server):
+    """Creations arriving together are written together (store/group.c):
+    each still gets its own answer, and a refused one costs no other."""
+    import concurrent.futures
+    docs = []
+    for i in range(100):
+        docs += [dict(BASE, name=f"crowd-{i}", max_retries=i % 7)] * 2  # every name twice
+        if i % 10 == 0:
+            docs.append(dict(BASE, name=f"crowd-bad-{i}", schedule="61 * * * *"))  # a 400
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        rs = list(pool.map(lambda d: (d, call(server, "POST", JOBS, d)), docs))
+    created = {}
+    for d, r in rs:
+        if d["name"].startswith("crowd-bad-"):
+            assert_error(r, 400, {"schedule"})
+        elif r.status == 201:
+            assert d["name"] not in created, d["name"]
+            created[d["name"]] = r.json()
+        else:
+            assert_error(r, 409, {"name"})
+    assert sorted(created) == sorted(f"crowd-{i}" for i in range(100))
+    for name, job in created.items():
+        got = call(server, "GET", f"{JOBS}/{job['id']}")
+        assert got.status == 200 and got.json() == job
+        assert job["max_retries"] == int(name.split("-")[1]) % 7
+    listed, _ = all_pages(server, JOBS, 1000, name_prefix="crowd-")
+    assert sorted(j["name"] for j in listed) == sorted(created)
+
+
 @pytest.mark.parametrize("path", [f"{JOBS}/" + "a" * 5000, f"{JOBS}/a%00b", f"{JOBS}/a%2Fb",
                                   f"{JOBS}/%C3%A9", f"{EXECS}/" + "0" * 3000])
 def test_odd_paths_are_answered_not_crashed(server, path):

@@ -125,9 +125,6 @@ typedef struct pg_store {
     "dst_gap, dst_overlap, paused, alert_webhook, alert_after_failures, "                          \
     "alert_if_no_success_ms, next_fire_at, created_at, updated_at, version"
 
-/* Whether this thread has a batch open (its calls run inside it). */
-bool pg_in_batch(pg_store *s);
-
 /* announce.c: queues the id of a job just committed, for listeners
  * (ASTER_STORE_EV_JOB), sent soon by a thread of the store's own; stop
  * sends what is queued and ends the thread (pg_close). */
