@@ -4,12 +4,14 @@
  * Who runs where: everything below runs on the engine's loop thread, except
  * aster_engine_start/stop (the starting thread), aster_engine_job_changed
  * (any thread: it only appends to the inbox under `inbox_lock` and wakes the
- * loop) and aster_engine_in_flight (an atomic read).
+ * loop), aster_engine_in_flight (an atomic read) and flush_work (a thread of
+ * libuv's pool: it reads the results it was handed and calls the store).
  *
  * Writes are batched: the fires of one tick go to the store in one
- * transaction, and the results of all attempts that finished in one loop
- * turn in another (flushed from a uv_check handle), so the fsync count
- * grows with loop turns, not with executions. */
+ * transaction, and results in another, written on libuv's thread pool
+ * while the loop goes on (see flush_req), so the fsync count grows with
+ * writes, not with executions.  Everything else stays on the loop thread:
+ * the write owns its list of results until flush_after takes it back. */
 #include "engine/engine.h"
 
 #include <inttypes.h>
@@ -128,6 +130,7 @@ struct aster_engine {
     tomb *tombs;       /* hash by job id */
     atomic_size_t n_flying;
     result *results, **results_tail;
+    bool flushing; /* a write of results is out on the thread pool */
     aster_mono_us last_extend;
 
     /* Coordination with other processes (shared stores). */
@@ -871,22 +874,11 @@ static int write_results(aster_store *st, void *arg, aster_err *err)
 
 static void arm_due(aster_engine *e);
 
-static void on_flush(uv_check_t *c)
+/* After the commit of `list`: alerts and metrics of what ended; frees it. */
+static void results_done(aster_engine *e, result *list)
 {
-    aster_engine *e = c->data;
-    result *list = e->results, *next;
-    aster_err err = {0};
+    result *next;
 
-    if (!list)
-        return;
-    if (aster_store_batch(e->o.store, write_results, list, &err)) {
-        /* Keep them and try again on a later turn; the leases keep the rows
-         * ours meanwhile. */
-        log_err(e, "cannot record results; retrying", &err);
-        return;
-    }
-    e->results = NULL;
-    e->results_tail = &e->results;
     for (; list; list = next) {
         next = list->next;
         if (aster_exec_status_is_final(list->ex.status) && e->o.alerter) {
@@ -910,8 +902,95 @@ static void on_flush(uv_check_t *c)
         aster_free(list->at.error);
         aster_free(list);
     }
+}
+
+/* Results are written on libuv's thread pool, one write at a time, while
+ * the loop goes on running attempts: written on the loop, every commit
+ * stopped it for a round trip and a WAL flush (on PostgreSQL a third of
+ * a worker's time).  What finishes meanwhile waits for the next write. */
+typedef struct flush_req {
+    uv_work_t w;
+    aster_engine *e;
+    result *list;
+    int rc;
+    aster_err err;
+} flush_req;
+
+static void flush_work(uv_work_t *w)
+{
+    flush_req *f = w->data;
+    f->rc = aster_store_batch(f->e->o.store, write_results, f->list, &f->err);
+}
+
+static void on_flush(uv_check_t *c);
+
+static void flush_after(uv_work_t *w, int status)
+{
+    flush_req *f = w->data;
+    aster_engine *e = f->e;
+
+    (void)status; /* never cancelled */
+    e->flushing = false;
+    if (f->rc) {
+        /* Keep them, first in line, for a later turn; the leases keep the
+         * rows ours meanwhile. */
+        result **tail = &f->list;
+        log_err(e, "cannot record results; retrying", &f->err);
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = e->results;
+        if (!e->results)
+            e->results_tail = tail;
+        e->results = f->list;
+    } else {
+        results_done(e, f->list);
+    }
+    int failed = f->rc;
+    aster_free(f);
+    if (e->closing) {
+        on_flush(&e->flush); /* what came meanwhile, written now */
+        return;
+    }
     dispatch(e);
     arm_due(e);
+    if (e->results && !failed) /* gathered during the write: write them next */
+        uv_idle_start(&e->nudge, on_nudge);
+}
+
+static void on_flush(uv_check_t *c)
+{
+    aster_engine *e = c->data;
+    result *list = e->results;
+    aster_err err = {0};
+
+    if (!list || e->flushing)
+        return;
+    e->results = NULL;
+    e->results_tail = &e->results;
+    if (!e->closing) {
+        flush_req *f = aster_calloc(1, sizeof(*f));
+        f->w.data = f;
+        f->e = e;
+        f->list = list;
+        e->flushing = true;
+        if (!uv_queue_work(&e->loop, &f->w, flush_work, flush_after))
+            return;
+        e->flushing = false;
+        aster_free(f);
+    }
+    /* Closing (the loop is ending), or no thread to write on: here. */
+    if (aster_store_batch(e->o.store, write_results, list, &err)) {
+        log_err(e, "cannot record results; they stay with the next start", &err);
+        e->results = list; /* freed by engine_free */
+        for (e->results_tail = &e->results; *e->results_tail;)
+            e->results_tail = &(*e->results_tail)->next;
+        return;
+    }
+    results_done(e, list);
+    if (!e->closing) {
+        dispatch(e);
+        arm_due(e);
+    }
 }
 
 /* Claims what is due and hands it to the runner, as far as slots allow. */
