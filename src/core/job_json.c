@@ -622,8 +622,8 @@ void aster_job_write(const aster_job *job, aster_jw *w)
     aster_jw_int(w, job->alert_after_failures);
     aster_jw_key(w, "alert_if_no_success_for");
     aster_jw_str(w, job->alert_if_no_success_ms
-                        ? aster_duration_format(job->alert_if_no_success_ms * ASTER_US_PER_MS,
-                                                dur, sizeof(dur))
+                        ? aster_duration_format(job->alert_if_no_success_ms * ASTER_US_PER_MS, dur,
+                                                sizeof(dur))
                         : NULL);
     write_time(w, "next_fire_at", job->next_fire_at);
     write_time(w, "created_at", job->created_at);

@@ -2080,8 +2080,8 @@ static void test_exec_finish(void **state)
         cmocka_unit_test(test_alerts), cmocka_unit_test(test_alert_delivery),                      \
         cmocka_unit_test(test_alert_scans), cmocka_unit_test(test_retention),                      \
         cmocka_unit_test(test_batch), cmocka_unit_test(test_concurrent),                           \
-        cmocka_unit_test(test_concurrent_names),                                                   \
-        cmocka_unit_test(test_coordination), cmocka_unit_test(test_exec_finish)
+        cmocka_unit_test(test_concurrent_names), cmocka_unit_test(test_coordination),              \
+        cmocka_unit_test(test_exec_finish)
 
 #ifndef STORE_TEST_PG
 int main(void)

@@ -298,8 +298,14 @@ static void test_jsonw_matches_jansson(void **state)
     for (int c = 1; c < 128; c++)
         every[c - 1] = (char)c;
     every[127] = '\0';
-    const char *strs[] = {"",        "plain", every,      "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
-                          "\xf0\x9f\x98\x80 / \\ \"q\"", "tab\there\r\n", "\x7f\x1f"};
+    const char *strs[] = {"",
+                          "plain",
+                          every,
+                          "caf\xc3\xa9",
+                          "\xe6\x97\xa5\xe6\x9c\xac",
+                          "\xf0\x9f\x98\x80 / \\ \"q\"",
+                          "tab\there\r\n",
+                          "\x7f\x1f"};
     const int64_t ints[] = {0, -1, 42, INT64_MAX, INT64_MIN};
     aster_jw w;
     json_t *ref = json_object(), *arr = json_array();
@@ -358,9 +364,14 @@ static void test_jsonw_member(void **state)
                       "\"f\":null}";
     static const struct {
         const char *key, *value;
-    } cases[] = {{"a", "{\"c\":[1,\"]}\\\"\"]}"}, {"ab", "0"}, {"d", "\"x\\\"y\""},
-                 {"e", "-12.5e3"},                 {"f", "null"}, {"c", NULL},
-                 {"", NULL},                       {"abc", NULL}};
+    } cases[] = {{"a", "{\"c\":[1,\"]}\\\"\"]}"},
+                 {"ab", "0"},
+                 {"d", "\"x\\\"y\""},
+                 {"e", "-12.5e3"},
+                 {"f", "null"},
+                 {"c", NULL},
+                 {"", NULL},
+                 {"abc", NULL}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = 0;
         const char *v = aster_jw_member(obj, cases[i].key, &n);
@@ -374,8 +385,9 @@ static void test_jsonw_member(void **state)
     }
     /* Not an object, or not a whole one: no member, never a read past the
      * end. */
-    const char *bad[] = {"",          "[1]",          "{",           "{\"a\"",   "{\"a\":",
-                         "{\"a\":[1}", "{\"a\":\"x}", "{\"a\":1 \"b\":2}", "{\"a\":]}", "{}"};
+    const char *bad[] = {"",          "[1]",        "{",           "{\"a\"",
+                         "{\"a\":",   "{\"a\":[1}", "{\"a\":\"x}", "{\"a\":1 \"b\":2}",
+                         "{\"a\":]}", "{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = 0;
         assert_null(aster_jw_member(bad[i], "b", &n));
@@ -389,8 +401,16 @@ static void test_jsonw_member(void **state)
 static void test_time_format_ms(void **state)
 {
     (void)state;
-    const int64_t secs[] = {0,          -1,         1,           951782400,  1795377600,
-                            4102444799, -62135596800, 253402300799, 253402300800, -62135596801};
+    const int64_t secs[] = {0,
+                            -1,
+                            1,
+                            951782400,
+                            1795377600,
+                            4102444799,
+                            -62135596800,
+                            253402300799,
+                            253402300800,
+                            -62135596801};
     const int64_t frac[] = {0, 1, 999, 1000, 123456, 999999};
     for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++)
         for (size_t k = 0; k < sizeof(frac) / sizeof(frac[0]); k++) {
@@ -400,8 +420,8 @@ static void test_time_format_ms(void **state)
             char want[64], got[ASTER_TIME_BUFSZ];
             assert_non_null(gmtime_r(&tt, &tm));
             snprintf(want, sizeof(want), "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                     (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, (int)(frac[k] / 1000));
+                     (long long)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (int)(frac[k] / 1000));
             assert_string_equal(aster_time_format_ms(t, got, sizeof(got)), want);
         }
 }

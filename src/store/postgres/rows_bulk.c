@@ -214,9 +214,33 @@ int pg_exec_finish(aster_store *st, const aster_exec *ex, const aster_attempt *a
  * One INSERT over unnested arrays for creations of many API threads: one
  * statement and one WAL flush where each alone cost a backend both. */
 
-enum { J_ID, J_NAME, J_SCHEDULE, J_TZ, J_DELIVERY, J_KIND, J_TARGET, J_RETRIES, J_BACKOFF,
-       J_BACKOFF_MAX, J_TIMEOUT, J_OVERLAP, J_MISFIRE, J_GRACE, J_GAP, J_DST_OVERLAP, J_PAUSED,
-       J_WEBHOOK, J_ALERT_AFTER, J_NO_SUCCESS, J_NEXT, J_CREATED, J_UPDATED, J_VERSION, J_COUNT };
+enum {
+    J_ID,
+    J_NAME,
+    J_SCHEDULE,
+    J_TZ,
+    J_DELIVERY,
+    J_KIND,
+    J_TARGET,
+    J_RETRIES,
+    J_BACKOFF,
+    J_BACKOFF_MAX,
+    J_TIMEOUT,
+    J_OVERLAP,
+    J_MISFIRE,
+    J_GRACE,
+    J_GAP,
+    J_DST_OVERLAP,
+    J_PAUSED,
+    J_WEBHOOK,
+    J_ALERT_AFTER,
+    J_NO_SUCCESS,
+    J_NEXT,
+    J_CREATED,
+    J_UPDATED,
+    J_VERSION,
+    J_COUNT
+};
 
 struct insert_many {
     pg_params p;
@@ -276,10 +300,10 @@ static int insert_many_fn(pg_conn *c, void *ctx, aster_err *err)
         PQclear(r);
     }
     for (size_t i = 0; i < m->n; i++)
-        m->rcs[i] = written[i] ? 0
-                               : aster_err_set(&m->errs[i], ASTER_EEXIST, "name",
-                                               "a job named '%.100s' already exists",
-                                               m->jobs[i]->name);
+        m->rcs[i] = written[i]
+                        ? 0
+                        : aster_err_set(&m->errs[i], ASTER_EEXIST, "name",
+                                        "a job named '%.100s' already exists", m->jobs[i]->name);
     aster_free(written);
     return 0;
 }
