@@ -980,7 +980,10 @@ static void on_flush(uv_check_t *c)
     }
     /* Closing (the loop is ending), or no thread to write on: here. */
     if (aster_store_batch(e->o.store, write_results, list, &err)) {
-        log_err(e, "cannot record results; they stay with the next start", &err);
+        log_err(e,
+                e->closing ? "cannot record results; the next start takes their executions back"
+                           : "cannot record results; retrying",
+                &err);
         e->results = list; /* freed by engine_free */
         for (e->results_tail = &e->results; *e->results_tail;)
             e->results_tail = &(*e->results_tail)->next;
