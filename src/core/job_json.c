@@ -561,11 +561,23 @@ static void target_member(aster_jw *w, const char *target, const char *key, cons
         aster_jw_raw(w, absent, strlen(absent));
 }
 
-static void write_time(aster_jw *w, const char *key, aster_time_us t)
+/* One member: its key, then its value. */
+static void put_str(aster_jw *w, const char *key, const char *s)
+{
+    aster_jw_key(w, key);
+    aster_jw_str(w, s);
+}
+
+static void put_int(aster_jw *w, const char *key, int64_t v)
+{
+    aster_jw_key(w, key);
+    aster_jw_int(w, v);
+}
+
+static void put_time(aster_jw *w, const char *key, aster_time_us t)
 {
     char buf[ASTER_TIME_BUFSZ];
-    aster_jw_key(w, key);
-    aster_jw_str(w, t ? aster_time_format_ms(t, buf, sizeof(buf)) : NULL);
+    put_str(w, key, t ? aster_time_format_ms(t, buf, sizeof(buf)) : NULL);
 }
 
 void aster_job_write(const aster_job *job, aster_jw *w)
@@ -573,16 +585,11 @@ void aster_job_write(const aster_job *job, aster_jw *w)
     char dur[64];
 
     aster_jw_begin(w, '{');
-    aster_jw_key(w, "id");
-    aster_jw_str(w, job->id);
-    aster_jw_key(w, "name");
-    aster_jw_str(w, job->name);
-    aster_jw_key(w, "schedule");
-    aster_jw_str(w, job->schedule);
-    aster_jw_key(w, "timezone");
-    aster_jw_str(w, job->timezone);
-    aster_jw_key(w, "type");
-    aster_jw_str(w, aster_delivery_name(job->delivery));
+    put_str(w, "id", job->id);
+    put_str(w, "name", job->name);
+    put_str(w, "schedule", job->schedule);
+    put_str(w, "timezone", job->timezone);
+    put_str(w, "type", aster_delivery_name(job->delivery));
     /* The target is stored as the JSON text build_target printed, so its
      * members are copied, not parsed and printed again. */
     if (job->target_kind == ASTER_TARGET_HTTP) {
@@ -596,38 +603,27 @@ void aster_job_write(const aster_job *job, aster_jw *w)
         target_member(w, job->target, "env", "{}");
         target_member(w, job->target, "cwd", "null");
     }
-    aster_jw_key(w, "max_retries");
-    aster_jw_int(w, job->max_retries);
-    aster_jw_key(w, "retry_backoff_ms");
-    aster_jw_int(w, job->retry_backoff_ms);
-    aster_jw_key(w, "retry_backoff_max_ms");
-    aster_jw_int(w, job->retry_backoff_max_ms);
-    aster_jw_key(w, "timeout_ms");
-    aster_jw_int(w, job->timeout_ms);
-    aster_jw_key(w, "overlap");
-    aster_jw_str(w, aster_overlap_name(job->overlap));
-    aster_jw_key(w, "misfire");
-    aster_jw_str(w, aster_misfire_name(job->misfire));
-    aster_jw_key(w, "misfire_grace_ms");
-    aster_jw_int(w, job->misfire_grace_ms);
-    aster_jw_key(w, "dst_gap");
-    aster_jw_str(w, aster_dst_gap_name((aster_dst_gap)job->dst_gap));
-    aster_jw_key(w, "dst_overlap");
-    aster_jw_str(w, aster_dst_overlap_name((aster_dst_overlap)job->dst_overlap));
+    put_int(w, "max_retries", job->max_retries);
+    put_int(w, "retry_backoff_ms", job->retry_backoff_ms);
+    put_int(w, "retry_backoff_max_ms", job->retry_backoff_max_ms);
+    put_int(w, "timeout_ms", job->timeout_ms);
+    put_str(w, "overlap", aster_overlap_name(job->overlap));
+    put_str(w, "misfire", aster_misfire_name(job->misfire));
+    put_int(w, "misfire_grace_ms", job->misfire_grace_ms);
+    put_str(w, "dst_gap", aster_dst_gap_name((aster_dst_gap)job->dst_gap));
+    put_str(w, "dst_overlap", aster_dst_overlap_name((aster_dst_overlap)job->dst_overlap));
     aster_jw_key(w, "paused");
     aster_jw_bool(w, job->paused);
-    aster_jw_key(w, "alert_webhook");
-    aster_jw_str(w, job->alert_webhook);
-    aster_jw_key(w, "alert_after_failures");
-    aster_jw_int(w, job->alert_after_failures);
-    aster_jw_key(w, "alert_if_no_success_for");
-    aster_jw_str(w, job->alert_if_no_success_ms
-                        ? aster_duration_format(job->alert_if_no_success_ms * ASTER_US_PER_MS, dur,
-                                                sizeof(dur))
-                        : NULL);
-    write_time(w, "next_fire_at", job->next_fire_at);
-    write_time(w, "created_at", job->created_at);
-    write_time(w, "updated_at", job->updated_at);
+    put_str(w, "alert_webhook", job->alert_webhook);
+    put_int(w, "alert_after_failures", job->alert_after_failures);
+    put_str(
+        w, "alert_if_no_success_for",
+        job->alert_if_no_success_ms
+            ? aster_duration_format(job->alert_if_no_success_ms * ASTER_US_PER_MS, dur, sizeof(dur))
+            : NULL);
+    put_time(w, "next_fire_at", job->next_fire_at);
+    put_time(w, "created_at", job->created_at);
+    put_time(w, "updated_at", job->updated_at);
     aster_jw_end(w, '}');
 }
 

@@ -70,53 +70,49 @@ void aster_jw_key(aster_jw *w, const char *key)
     w->comma = false;
 }
 
+void aster_json_escape(const char *s, void (*out)(void *arg, const char *p, size_t n), void *arg)
+{
+    /* What jansson's dump_string escapes, nothing more: '/' and non-ASCII
+     * stay as they are. */
+    static const char from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
+    const char *run = s;
+
+    for (;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (s > run)
+            out(arg, run, (size_t)(s - run));
+        if (!c)
+            return;
+        char esc[8];
+        const char *short_form = strchr(from, c);
+        if (short_form) {
+            esc[0] = '\\';
+            esc[1] = to[short_form - from];
+            out(arg, esc, 2);
+        } else {
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+            out(arg, esc, 6);
+        }
+        run = s + 1;
+    }
+}
+
+static void put_any(void *w, const char *s, size_t n)
+{
+    put(w, s, n);
+}
+
 void aster_jw_str(aster_jw *w, const char *s)
 {
-    const char *run;
     if (!s) {
         aster_jw_null(w);
         return;
     }
     sep(w);
     put(w, "\"", 1);
-    /* The escapes jansson's dump_string writes, nothing more: '/' and
-     * non-ASCII stay as they are. */
-    for (run = s;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        put(w, run, (size_t)(s - run));
-        if (!c)
-            break;
-        char esc[8];
-        switch (c) {
-        case '"':
-            put(w, "\\\"", 2);
-            break;
-        case '\\':
-            put(w, "\\\\", 2);
-            break;
-        case '\b':
-            put(w, "\\b", 2);
-            break;
-        case '\f':
-            put(w, "\\f", 2);
-            break;
-        case '\n':
-            put(w, "\\n", 2);
-            break;
-        case '\r':
-            put(w, "\\r", 2);
-            break;
-        case '\t':
-            put(w, "\\t", 2);
-            break;
-        default:
-            snprintf(esc, sizeof(esc), "\\u%04X", c);
-            put(w, esc, 6);
-        }
-        run = s + 1;
-    }
+    aster_json_escape(s, put_any, w);
     put(w, "\"", 1);
 }
 

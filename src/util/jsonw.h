@@ -39,6 +39,11 @@ void aster_jw_null(aster_jw *w);
 /* `n` bytes of JSON text written as one value, unchecked. */
 void aster_jw_raw(aster_jw *w, const char *json, size_t n);
 
+/* Writes `s` escaped as the inside of a JSON string (no quotes), with the
+ * escapes jansson writes, through `out`: the one escaper, for the writer
+ * and for log lines (util/log.c). */
+void aster_json_escape(const char *s, void (*out)(void *arg, const char *p, size_t n), void *arg);
+
 /* In the JSON object text `obj` (as jansson prints it), the value of the
  * top-level member `key` (plain ASCII): its start, and its length in *n.
  * NULL when there is no such member or the text is not a well-formed

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/jsonw.h"
 #include "util/time.h"
 
 /* A line longer than this is cut (and says so): logs must not be a way to
@@ -46,34 +47,16 @@ static void putf(line *l, const char *fmt, ...)
         put(l, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+static void put_any(void *l, const char *s, size_t n)
+{
+    put(l, s, n);
+}
+
 /* JSON string escaping; in text format, quotes only values that need it. */
 static void put_json_str(line *l, const char *s)
 {
     put(l, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"':
-            put(l, "\\\"", 2);
-            break;
-        case '\\':
-            put(l, "\\\\", 2);
-            break;
-        case '\n':
-            put(l, "\\n", 2);
-            break;
-        case '\r':
-            put(l, "\\r", 2);
-            break;
-        case '\t':
-            put(l, "\\t", 2);
-            break;
-        default:
-            if (*p < 0x20)
-                putf(l, "\\u%04x", *p);
-            else
-                put(l, (const char *)p, 1);
-        }
-    }
+    aster_json_escape(s ? s : "", put_any, l);
     put(l, "\"", 1);
 }
 
