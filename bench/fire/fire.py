@@ -195,8 +195,8 @@ def report(d):
           f"{'max':>8}{'CPU%':>7}  notes")
     for n in sorted({int(f.split('-')[1].split('.')[0]) for f in os.listdir(d)
                      if f.startswith(("aster-", "croner-")) and f.endswith(".json")}):
-        for who in ("aster", "croner"):
-            r = load(f"{who}-{n}.json")
+        for who in ("aster", "libcurl", "croner"):
+            r = load(f"{'curl' if who == 'libcurl' else who}-{n}.json")
             if not r:
                 print(f"{who:8}{n:>7}  (no result)")
                 continue
@@ -208,6 +208,11 @@ def report(d):
                 if r.get("not_recorded"):
                     notes.append(f"not recorded {r['not_recorded']}")
                 notes.append(f"worst second {r.get('min_per_second')}/{n}")
+            elif who == "libcurl":
+                notes.append(f"bare libcurl loop, {r['c']} in flight: start delay as drift "
+                             "(the floor)")
+                if r.get("failed"):
+                    notes.append(f"failed {r['failed']}")
             else:
                 if r.get("not_fired"):
                     notes.append(f"never fired {r['not_fired']}")
@@ -231,6 +236,11 @@ def report(d):
               f"{sp['trigger_per_s']}/s; {sp.get('exec_per_s_running')}/s first start to last "
               f"finish)\n              bare posix_spawn+waitpid loop {bare['per_s']}/s  ->  "
               f"aster at {100 * ratio:.0f}% of the machine's limit")
+    for n in (1000, 10000):
+        a, c = load(f"aster-{n}.json"), load(f"curl-{n}.json")
+        if a and c and a.get("drift_p99") is not None and c.get("drift_p99"):
+            print(f"drift p99 at {n} jobs: aster {a['drift_p99']} ms, bare libcurl "
+                  f"{c['drift_p99']} ms ({a['drift_p99'] / c['drift_p99']:.1f}x the floor)")
     a = load("aster-10000.json")
     if a:
         ok = a["missed"] == 0 and a["drift_p99"] is not None and a["drift_p99"] < 50

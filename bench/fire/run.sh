@@ -51,6 +51,11 @@ if [ ! -x "$spawn_bin" ]; then
     spawn_bin="$tmp/bench_spawn"
     cc -O2 -o "$spawn_bin" "$here/bench_spawn.c"
 fi
+curl_bin="$(dirname "$bin")/bench_curl"
+if [ ! -x "$curl_bin" ]; then
+    curl_bin="$tmp/bench_curl"
+    cc -O2 -o "$curl_bin" "$here/bench_curl.c" -lcurl
+fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 nofile="$(ulimit -n)"
 [ "$nofile" = unlimited ] && nofile=65536
@@ -142,6 +147,11 @@ for n in $ns; do
         echo "aster log (N=$n, level warn): $(wc -l <"$tmp/aster-$n.log") lines, first:" >&2
         head -3 "$tmp/aster-$n.log" >&2
     fi
+    echo "libcurl N=$n ..." >&2
+    # The floor for any scheduler with $conc requests in flight: a bare
+    # libcurl loop starting the same N POSTs at each second (bench_curl.c).
+    "$curl_bin" "$sink" "$n" "$conc" "$((secs + 1))" >"$tmp/curl-$n.json" ||
+        echo "bench_curl N=$n failed" >&2
     echo "croner N=$n ..." >&2
     # Its fetch backlog grows past node's default 4 GB heap at N=10000.
     (cd "$here" && node --max-old-space-size=12288 croner.mjs "$n" "$secs" "$sink") \

@@ -5,13 +5,15 @@
  * aster_engine_start/stop (the starting thread), aster_engine_job_changed
  * (any thread: it only appends to the inbox under `inbox_lock` and wakes the
  * loop), aster_engine_in_flight (an atomic read) and flush_work (a thread of
- * libuv's pool: it reads the results it was handed and calls the store).
+ * libuv's pool: it reads the results it was handed, calls the store and
+ * hands back what it claimed).
  *
  * Writes are batched: the fires of one tick go to the store in one
- * transaction, and results in another, written on libuv's thread pool
- * while the loop goes on (see flush_req), so the fsync count grows with
- * writes, not with executions.  Everything else stays on the loop thread:
- * the write owns its list of results until flush_after takes it back. */
+ * transaction; results and claims, each in their own, are written on
+ * libuv's thread pool while the loop goes on (see flush_req), so the fsync
+ * count grows with writes, not with executions.  Everything else stays on
+ * the loop thread: the write owns its list of results until flush_after
+ * takes it back. */
 #include "engine/engine.h"
 
 #include <inttypes.h>
@@ -38,7 +40,7 @@
 #define RUN_ALL_MAX        100     /* catch-up runs for misfire=run_all */
 #define ENUM_FIRES_MAX     2000000 /* fires counted when passing over */
 #define FIRES_PER_TICK_MAX 1000    /* in-grace fires of one job per tick */
-#define CLAIM_BATCH        512
+#define CLAIM_BATCH        1000
 #define SAFETY_POLL_MS     1000  /* catches what no event announced */
 #define STORE_RETRY_MS     1000  /* after a failed write, try again */
 #define RESYNC_MS          60000 /* an elected leader reads every job again */
@@ -130,7 +132,10 @@ struct aster_engine {
     tomb *tombs;       /* hash by job id */
     atomic_size_t n_flying;
     result *results, **results_tail;
-    bool flushing; /* a write of results is out on the thread pool */
+    bool flushing;     /* a write (results, claim) is out on the thread pool */
+    bool want_claim;   /* claim at the next write */
+    bool claiming;     /* the write out claims */
+    bool last_claimed; /* the last write was a claim */
     aster_mono_us last_extend;
 
     /* Coordination with other processes (shared stores). */
@@ -768,9 +773,13 @@ static int64_t backoff_ms(const aster_job *job, int32_t attempt)
     return out < 1 ? 1 : out;
 }
 
+/* An active idle handle makes the loop's poll return at once; the check
+ * phase that follows (check_drained) stops it.  It must not stop itself:
+ * started from a timer, it runs in the same turn's idle phase, before the
+ * poll, and the poll would then block until the next event. */
 static void on_nudge(uv_idle_t *h)
 {
-    uv_idle_stop(h);
+    (void)h;
 }
 
 static void on_result(void *arg, const aster_run_result *res)
@@ -842,6 +851,7 @@ static void on_result(void *arg, const aster_run_result *res)
     }
     *e->results_tail = r;
     e->results_tail = &r->next;
+    e->want_claim = !e->stopping && e->o.work; /* a slot is free */
     /* A result may arrive after this turn's check phase (the runner calls
      * back from its own handles); an active idle handle makes the next
      * poll return at once, so the flush runs now, not at the next event. */
@@ -904,38 +914,143 @@ static void results_done(aster_engine *e, result *list)
     }
 }
 
-/* Results are written on libuv's thread pool, one write at a time, while
- * the loop goes on running attempts: written on the loop, every commit
- * stopped it for a round trip and a WAL flush (on PostgreSQL a third of
- * a worker's time).  What finishes meanwhile waits for the next write. */
+/* Results and claims are written on libuv's thread pool, one write at a
+ * time, while the loop goes on running attempts.  On the loop, every commit
+ * stopped it for a round trip and a WAL flush (on PostgreSQL a third of a
+ * worker's time), and a claim waited there for the results write ahead of
+ * it.  A write is either a claim of what the free slots can take or the
+ * results in hand (see on_flush for the order); what finishes meanwhile
+ * waits for the next write. */
 typedef struct flush_req {
     uv_work_t w;
     aster_engine *e;
-    result *list;
-    int rc;
-    aster_err err;
+    result *list; /* to record; may be NULL */
+    size_t want;  /* executions to claim; 0: none */
+    int rc, claim_rc;
+    aster_err err, claim_err;
+    aster_exec *claimed;
+    size_t nclaimed;
 } flush_req;
+
+/* How many executions a claim may take now. */
+static size_t claim_slots(const aster_engine *e)
+{
+    size_t flying = atomic_load(&e->n_flying);
+    size_t slots = e->o.concurrency > flying ? e->o.concurrency - flying : 0;
+
+    if (e->stopping || e->closing || !e->o.work)
+        return 0;
+    return slots > CLAIM_BATCH ? CLAIM_BATCH : slots;
+}
+
+/* Runs on a pool thread (or on the loop when closing): touches only the
+ * store and what never changes after start. */
+static void flush_write(aster_engine *e, flush_req *f)
+{
+    if (f->list)
+        f->rc = aster_store_batch(e->o.store, write_results, f->list, &f->err);
+    if (f->want) {
+        aster_time_us now = aster_time_now();
+        f->claim_rc = aster_store_exec_claim(e->o.store, e->owner, now, now + e->o.lease_ms * 1000,
+                                             f->want, &f->claimed, &f->nclaimed, &f->claim_err);
+    }
+}
 
 static void flush_work(uv_work_t *w)
 {
     flush_req *f = w->data;
-    f->rc = aster_store_batch(f->e->o.store, write_results, f->list, &f->err);
+    flush_write(f->e, f);
+}
+
+/* Gives a claimed execution back to the queue: it did not start here, so
+ * the claim's start (and, for a first attempt, its drift) is undone. */
+static void release(aster_engine *e, aster_exec *ex, const char *why)
+{
+    aster_err err = {0};
+
+    ex->status = ASTER_EXEC_PENDING;
+    aster_free(ex->claimed_by);
+    ex->claimed_by = NULL;
+    ex->lease_until = 0;
+    ex->started_at = 0;
+    if (ex->attempt <= 1)
+        ex->drift_ms = -1;
+    if (aster_store_exec_update(e->o.store, ex, &err))
+        log_err(e, why, &err);
+}
+
+/* Hands claimed executions to the runner, or back to the queue when the
+ * engine is stopping (it must not leave them running: a lease recovered
+ * at the next start would count them as started). */
+static void start_claimed(aster_engine *e, aster_exec *execs, size_t n)
+{
+    aster_err err = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        aster_exec *ex = &execs[i];
+        if (e->stopping || e->closing) {
+            release(e, ex, "cannot give back an execution claimed while stopping");
+            continue;
+        }
+        inflight *f = aster_calloc(1, sizeof(*f));
+        aster_job_init(&f->job);
+        if (job_for_attempt(e, ex->job_id, &f->job, &err)) {
+            /* A job paused or not yet seen here is read from the store
+             * (a manual trigger of a paused job).  When that fails for
+             * another reason than deletion (whose rows are gone with the
+             * job), the claim is given back: our leases would otherwise
+             * keep the row running forever. */
+            if (err.code != ASTER_ENOENT) {
+                log_err(e, "cannot read the job of a claimed execution; released", &err);
+                release(e, ex, "cannot release a claimed execution");
+            }
+            aster_err_clear(&err);
+            aster_job_fini(&f->job);
+            aster_free(f);
+            continue;
+        }
+        f->e = e;
+        aster_exec_copy(&f->ex, ex);
+        memcpy(f->exec_id, ex->id, sizeof(f->exec_id));
+        HASH_ADD_STR(e->flying, exec_id, f);
+        atomic_fetch_add(&e->n_flying, 1);
+        running_add(e, ex->job_id, 1);
+        /* One fire, one key: every attempt of it sends the same. */
+        aster_run_req req = {.exec_id = ex->id,
+                             .job_id = ex->job_id,
+                             .kind = f->job.target_kind,
+                             .target = f->job.target,
+                             .scheduled_at = ex->scheduled_at,
+                             .attempt = ex->attempt,
+                             .timeout_ms = f->job.timeout_ms,
+                             .idempotency_key = ex->id};
+        const aster_kv kv[] = {
+            ASTER_KV_STR("job_id", ex->job_id), ASTER_KV_STR("execution_id", ex->id),
+            ASTER_KV_INT("attempt", ex->attempt), ASTER_KV_STR("status", "running"),
+            ASTER_KV_INT("drift_ms", ex->drift_ms)};
+        lg(e, ASTER_LOG_INFO, "execution started", kv, ASTER_NELEM(kv));
+        f->handle = aster_runner_submit(e->runner, &req, on_result, f);
+    }
 }
 
 static void on_flush(uv_check_t *c);
 
-static void flush_after(uv_work_t *w, int status)
+/* Back on the loop after a write: alerts and metrics of what was
+ * recorded, the claimed executions started, and the next write asked for
+ * when there is more.  `sync`: the write ran on the loop. */
+static void flush_done(aster_engine *e, flush_req *f, bool sync)
 {
-    flush_req *f = w->data;
-    aster_engine *e = f->e;
+    bool failed = f->rc || f->claim_rc;
 
-    (void)status; /* never cancelled */
-    e->flushing = false;
+    e->claiming = false;
     if (f->rc) {
         /* Keep them, first in line, for a later turn; the leases keep the
          * rows ours meanwhile. */
         result **tail = &f->list;
-        log_err(e, "cannot record results; retrying", &f->err);
+        log_err(e,
+                e->closing ? "cannot record results; the next start takes their executions back"
+                           : "cannot record results; retrying",
+                &f->err);
         while (*tail)
             tail = &(*tail)->next;
         *tail = e->results;
@@ -945,131 +1060,89 @@ static void flush_after(uv_work_t *w, int status)
     } else {
         results_done(e, f->list);
     }
-    int failed = f->rc;
+    if (f->claim_rc)
+        log_err(e, "cannot claim executions", &f->claim_err);
+    start_claimed(e, f->claimed, f->nclaimed);
+    /* A full claim may have left more behind (a claim asked for meanwhile
+     * stands as well). */
+    if (!f->claim_rc && f->want && f->nclaimed == f->want)
+        e->want_claim = true;
+    aster_store_free_execs(f->claimed, f->nclaimed);
     aster_free(f);
     if (e->closing) {
-        on_flush(&e->flush); /* what came meanwhile, written now */
+        if (!sync)
+            on_flush(&e->flush); /* what came meanwhile, written now */
         return;
     }
-    dispatch(e);
     arm_due(e);
-    if (e->results && !failed) /* gathered during the write: write them next */
+    /* More to write or to claim: the next turn, without waiting for an
+     * event.  After a failure, not at once: the next event or poll. */
+    if (!failed && (e->results || e->want_claim))
         uv_idle_start(&e->nudge, on_nudge);
 }
 
+static void flush_after(uv_work_t *w, int status)
+{
+    flush_req *f = w->data;
+    aster_engine *e = f->e;
+
+    (void)status; /* never cancelled */
+    e->flushing = false;
+    flush_done(e, f, false);
+}
+
+/* Each turn: starts the next write when there is something to record or
+ * to claim and no write is out. */
 static void on_flush(uv_check_t *c)
 {
     aster_engine *e = c->data;
-    result *list = e->results;
-    aster_err err = {0};
+    size_t want = claim_slots(e);
+    result *list = NULL;
 
-    if (!list || e->flushing)
+    if (e->flushing)
         return;
-    e->results = NULL;
-    e->results_tail = &e->results;
+    if (!want)
+        e->want_claim = false; /* a result frees a slot and asks again */
+    /* A claim goes first: it starts work, results only record it.  But
+     * not twice in a row while results wait: each write takes all results
+     * in hand, so that they never pile up. */
+    bool claim = e->want_claim && !(e->last_claimed && e->results);
+    if (!claim && !e->results)
+        return;
+    if (!claim) {
+        list = e->results;
+        e->results = NULL;
+        e->results_tail = &e->results;
+    }
+    flush_req *f = aster_calloc(1, sizeof(*f));
+    f->w.data = f;
+    f->e = e;
+    f->list = list;
+    f->want = claim ? want : 0;
+    e->last_claimed = claim;
+    if (claim) {
+        e->want_claim = false;
+        e->claiming = true;
+    }
     if (!e->closing) {
-        flush_req *f = aster_calloc(1, sizeof(*f));
-        f->w.data = f;
-        f->e = e;
-        f->list = list;
         e->flushing = true;
         if (!uv_queue_work(&e->loop, &f->w, flush_work, flush_after))
             return;
         e->flushing = false;
-        aster_free(f);
     }
     /* Closing (the loop is ending), or no thread to write on: here. */
-    if (aster_store_batch(e->o.store, write_results, list, &err)) {
-        log_err(e,
-                e->closing ? "cannot record results; the next start takes their executions back"
-                           : "cannot record results; retrying",
-                &err);
-        e->results = list; /* freed by engine_free */
-        for (e->results_tail = &e->results; *e->results_tail;)
-            e->results_tail = &(*e->results_tail)->next;
-        return;
-    }
-    results_done(e, list);
-    if (!e->closing) {
-        dispatch(e);
-        arm_due(e);
-    }
+    flush_write(e, f);
+    flush_done(e, f, true);
 }
 
-/* Claims what is due and hands it to the runner, as far as slots allow. */
+/* Asks for a claim of what is due: it runs with the next write, as far as
+ * slots allow. */
 static void dispatch(aster_engine *e)
 {
-    aster_err err = {0};
-
-    while (!e->stopping && e->o.work) {
-        size_t flying = atomic_load(&e->n_flying);
-        size_t slots = e->o.concurrency > flying ? e->o.concurrency - flying : 0;
-        aster_exec *execs = NULL;
-        size_t n = 0;
-        aster_time_us now = aster_time_now();
-
-        if (!slots)
-            return;
-        if (slots > CLAIM_BATCH)
-            slots = CLAIM_BATCH;
-        if (aster_store_exec_claim(e->o.store, e->owner, now, now + e->o.lease_ms * 1000, slots,
-                                   &execs, &n, &err)) {
-            log_err(e, "cannot claim executions", &err);
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            aster_exec *ex = &execs[i];
-            inflight *f = aster_calloc(1, sizeof(*f));
-            aster_job_init(&f->job);
-            if (job_for_attempt(e, ex->job_id, &f->job, &err)) {
-                /* A job paused or not yet seen here is read from the store
-                 * (a manual trigger of a paused job).  When that fails for
-                 * another reason than deletion (whose rows are gone with the
-                 * job), the claim is given back: our leases would otherwise
-                 * keep the row running forever. */
-                if (err.code != ASTER_ENOENT) {
-                    aster_err e2 = {0};
-                    log_err(e, "cannot read the job of a claimed execution; released", &err);
-                    ex->status = ASTER_EXEC_PENDING;
-                    aster_free(ex->claimed_by);
-                    ex->claimed_by = NULL;
-                    ex->lease_until = 0;
-                    if (aster_store_exec_update(e->o.store, ex, &e2))
-                        log_err(e, "cannot release a claimed execution", &e2);
-                }
-                aster_err_clear(&err);
-                aster_job_fini(&f->job);
-                aster_free(f);
-                continue;
-            }
-            f->e = e;
-            aster_exec_copy(&f->ex, ex);
-            memcpy(f->exec_id, ex->id, sizeof(f->exec_id));
-            HASH_ADD_STR(e->flying, exec_id, f);
-            atomic_fetch_add(&e->n_flying, 1);
-            running_add(e, ex->job_id, 1);
-            char key[ASTER_ID_LEN + 32];
-            /* One fire, one key: every attempt of it sends the same. */
-            snprintf(key, sizeof(key), "%s", ex->id);
-            aster_run_req req = {.exec_id = ex->id,
-                                 .job_id = ex->job_id,
-                                 .kind = f->job.target_kind,
-                                 .target = f->job.target,
-                                 .scheduled_at = ex->scheduled_at,
-                                 .attempt = ex->attempt,
-                                 .timeout_ms = f->job.timeout_ms,
-                                 .idempotency_key = key};
-            const aster_kv kv[] = {
-                ASTER_KV_STR("job_id", ex->job_id), ASTER_KV_STR("execution_id", ex->id),
-                ASTER_KV_INT("attempt", ex->attempt), ASTER_KV_STR("status", "running"),
-                ASTER_KV_INT("drift_ms", ex->drift_ms)};
-            lg(e, ASTER_LOG_INFO, "execution started", kv, ASTER_NELEM(kv));
-            f->handle = aster_runner_submit(e->runner, &req, on_result, f);
-        }
-        aster_store_free_execs(execs, n);
-        if (n < slots)
-            return;
-    }
+    if (e->stopping || e->closing || !e->o.work)
+        return;
+    e->want_claim = true;
+    uv_idle_start(&e->nudge, on_nudge); /* this turn's check phase, not the next event */
 }
 
 static void on_due(uv_timer_t *t)
@@ -1090,6 +1163,8 @@ static void arm_due(aster_engine *e)
      * starves libuv < 1.48 of I/O: the loop would never read a result). */
     if (e->stopping || !e->o.work || atomic_load(&e->n_flying) >= e->o.concurrency)
         return;
+    if (e->want_claim || e->claiming)
+        return; /* the claim's end arms it */
     if (aster_store_exec_next_due(e->o.store, &next, &err) || !next)
         return;
     int64_t delay = (next - aster_time_now() + 999) / 1000;
@@ -1439,6 +1514,7 @@ static void close_all(aster_engine *e)
 static void check_drained(uv_check_t *c)
 {
     aster_engine *e = c->data;
+    uv_idle_stop(&e->nudge);
     on_flush(c);
     if (e->stopping && !e->closing && atomic_load(&e->n_flying) == 0)
         close_all(e);
