@@ -113,9 +113,8 @@ int main(int argc, char **argv)
     qsort(delay, (size_t)ndelay, sizeof(*delay), cmp_d);
     printf("{\"n\": %ld, \"c\": %ld, \"seconds\": %ld, \"exec_per_s\": %.0f, \"drift_p50\": %.0f, "
            "\"drift_p99\": %.0f, \"drift_max\": %.0f, \"failed\": %ld}\n",
-           n, c, secs - 1, (double)done_total / (double)(secs - 1),
-           delay[ndelay / 2] * 1000.0, delay[(size_t)((double)ndelay * 0.99)] * 1000.0,
-           delay[ndelay - 1] * 1000.0, failed);
+           n, c, secs - 1, (double)done_total / (double)(secs - 1), delay[ndelay / 2] * 1000.0,
+           delay[(size_t)((double)ndelay * 0.99)] * 1000.0, delay[ndelay - 1] * 1000.0, failed);
     for (long i = 0; i < nidle; i++)
         curl_easy_cleanup(idle[i]);
     curl_multi_cleanup(m);
