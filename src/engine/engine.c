@@ -135,6 +135,7 @@ struct aster_engine {
     bool flushing;     /* a write (results, claim) is out on the thread pool */
     bool want_claim;   /* claim at the next write */
     bool claiming;     /* the write out claims */
+    size_t claim_out;  /* slots it may fill */
     bool last_claimed; /* the last write was a claim */
     aster_mono_us last_extend;
 
@@ -451,6 +452,7 @@ static void job_load(aster_engine *e, const char *id)
 
 typedef struct fire_batch {
     aster_exec *v;
+    bool *written; /* per row of v, from the insert */
     size_t n, cap;
     struct {
         sjob *j;
@@ -470,6 +472,7 @@ static aster_exec *fb_add(fire_batch *b, const sjob *j, int64_t at, aster_trigge
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
         b->v = aster_realloc(b->v, b->cap * sizeof(*b->v));
+        b->written = aster_realloc(b->written, b->cap * sizeof(*b->written));
     }
     aster_exec *ex = &b->v[b->n++];
     aster_exec_init(ex);
@@ -507,6 +510,7 @@ static void fb_free(fire_batch *b)
     for (size_t i = 0; i < b->n; i++)
         aster_exec_fini(&b->v[i]);
     aster_free(b->v);
+    aster_free(b->written);
     aster_free(b->moves);
 }
 
@@ -628,6 +632,29 @@ static void job_due(aster_engine *e, fire_batch *b, sjob *j, aster_time_us now)
             first_missed, last_missed);
 }
 
+static size_t free_slots(const aster_engine *e);
+
+/* Fires this process can start at once are written claimed (running,
+ * leased to it, started now), and start when the write commits: no claim
+ * and no second write before they run.  The rest wait, pending, for a
+ * claim as slots free. */
+static void claim_fresh(aster_engine *e, fire_batch *b, aster_time_us now)
+{
+    size_t slots = free_slots(e);
+
+    for (size_t i = 0; i < b->n && slots; i++) {
+        aster_exec *ex = &b->v[i];
+        if (ex->status != ASTER_EXEC_PENDING)
+            continue;
+        ex->status = ASTER_EXEC_RUNNING;
+        ex->claimed_by = aster_strdup(e->owner);
+        ex->lease_until = now + e->o.lease_ms * 1000;
+        ex->started_at = now;
+        ex->drift_ms = now > ex->scheduled_at ? (now - ex->scheduled_at) / 1000 : 0;
+        slots--;
+    }
+}
+
 static int write_fires(aster_store *st, void *arg, aster_err *err)
 {
     fire_batch *b = arg;
@@ -635,7 +662,7 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
     if (b->token && (rc = aster_store_leader_fence(st, b->token, err)))
         return rc;
     if (b->n)
-        rc = aster_store_exec_insert(st, b->v, b->n, NULL, err);
+        rc = aster_store_exec_insert(st, b->v, b->n, b->written, err);
     if (rc == ASTER_ENOENT) {
         /* A job was deleted between its notification and this tick: the
          * failed call changed nothing (it ran in a savepoint); write row by
@@ -643,7 +670,7 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
         aster_err_clear(err);
         rc = 0;
         for (size_t i = 0; !rc && i < b->n; i++) {
-            rc = aster_store_exec_insert(st, &b->v[i], 1, NULL, err);
+            rc = aster_store_exec_insert(st, &b->v[i], 1, &b->written[i], err);
             if (rc == ASTER_ENOENT) {
                 aster_err_clear(err);
                 rc = 0;
@@ -679,6 +706,7 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
 }
 
 static void dispatch(aster_engine *e);
+static void start_claimed(aster_engine *e, aster_exec *execs, size_t n);
 static void arm_tick(aster_engine *e);
 static void lead_lose(aster_engine *e, const char *why);
 
@@ -704,6 +732,7 @@ static void on_tick(uv_timer_t *t)
         heap_remove(e, j); /* re-added below, after the write */
         job_due(e, &b, j, now);
     }
+    claim_fresh(e, &b, now);
     if (b.nmoves && aster_store_batch(e->o.store, write_fires, &b, &err)) {
         if (err.code == ASTER_ECONFLICT && e->o.elect) {
             fb_free(&b);
@@ -729,9 +758,14 @@ static void on_tick(uv_timer_t *t)
             aster_alerter_on_missed(e->o.alerter, &b.moves[i].j->job, b.moves[i].missed,
                                     b.moves[i].first_missed, b.moves[i].last_missed);
     }
-    for (size_t i = 0; i < b.n; i++)
-        if (b.v[i].status != ASTER_EXEC_PENDING && b.v[i].job_id[0])
+    for (size_t i = 0; i < b.n; i++) {
+        if (!b.v[i].job_id[0] || !b.written[i])
+            continue; /* its job is gone, or the fire was written before */
+        if (b.v[i].status == ASTER_EXEC_RUNNING)
+            start_claimed(e, &b.v[i], 1);
+        else if (aster_exec_status_is_final(b.v[i].status))
             aster_metrics_exec_final(e->o.metrics, b.v[i].status, -1, -1);
+    }
     fb_free(&b);
     arm_tick(e);
     dispatch(e);
@@ -826,6 +860,13 @@ static void on_result(void *arg, const aster_run_result *res)
         ex->lease_until = 0;
     }
     ex->started_at = r->at.started_at;
+    /* Drift is the first attempt's real start, by the runner's clock: the
+     * claim's clock runs ahead of it by the commit that precedes the start
+     * (a whole tick's write for fires claimed in it). */
+    if (r->at.attempt == 1)
+        ex->drift_ms = r->at.started_at > ex->scheduled_at
+                           ? (r->at.started_at - ex->scheduled_at) / ASTER_US_PER_MS
+                           : 0;
     ex->http_status = res->http_status;
     ex->exit_code = res->exit_code;
     aster_free(ex->error);
@@ -932,14 +973,20 @@ typedef struct flush_req {
     size_t nclaimed;
 } flush_req;
 
-/* How many executions a claim may take now. */
-static size_t claim_slots(const aster_engine *e)
+/* Slots neither running nor promised to the claim out. */
+static size_t free_slots(const aster_engine *e)
 {
-    size_t flying = atomic_load(&e->n_flying);
-    size_t slots = e->o.concurrency > flying ? e->o.concurrency - flying : 0;
+    size_t taken = atomic_load(&e->n_flying) + e->claim_out;
 
     if (e->stopping || e->closing || !e->o.work)
         return 0;
+    return e->o.concurrency > taken ? e->o.concurrency - taken : 0;
+}
+
+/* How many executions a claim may take now. */
+static size_t claim_slots(const aster_engine *e)
+{
+    size_t slots = free_slots(e);
     return slots > CLAIM_BATCH ? CLAIM_BATCH : slots;
 }
 
@@ -1043,6 +1090,7 @@ static void flush_done(aster_engine *e, flush_req *f, bool sync)
     bool failed = f->rc || f->claim_rc;
 
     e->claiming = false;
+    e->claim_out = 0;
     if (f->rc) {
         /* Keep them, first in line, for a later turn; the leases keep the
          * rows ours meanwhile. */
@@ -1123,6 +1171,7 @@ static void on_flush(uv_check_t *c)
     if (claim) {
         e->want_claim = false;
         e->claiming = true;
+        e->claim_out = want;
     }
     if (!e->closing) {
         e->flushing = true;

@@ -304,15 +304,13 @@ int aster_store_job_count(aster_store *st, int64_t *active, int64_t *paused, ast
 
 /* ---- executions ------------------------------------------------------------ */
 
-int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, bool *written,
                             aster_err *err)
 {
-    size_t dummy = 0;
     int rc;
 
-    if (!inserted)
-        inserted = &dummy;
-    *inserted = 0;
+    for (size_t i = 0; written && i < n; i++)
+        written[i] = false;
     if (!st)
         return no_handle(err);
     if (n == 0)
@@ -322,7 +320,7 @@ int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, 
     for (size_t i = 0; i < n; i++)
         if ((rc = check_exec(&execs[i], err)))
             return rc;
-    return st->ops->exec_insert(st, execs, n, inserted, err);
+    return st->ops->exec_insert(st, execs, n, written, err);
 }
 
 int aster_store_exec_get(aster_store *st, const char *id, aster_exec *out, aster_err *err)

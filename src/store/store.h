@@ -115,10 +115,12 @@ int aster_store_job_count(aster_store *st, int64_t *active, int64_t *paused, ast
 
 /* Inserts n executions in one transaction.  A fire (trigger schedule or
  * catchup) whose (job_id, scheduled_at) already exists is skipped, not an
- * error: creating a fire is idempotent.  *inserted (may be NULL) counts
- * the rows written.  ASTER_ENOENT (field "job_id") when a job is gone. */
+ * error: creating a fire is idempotent.  written (may be NULL; else n
+ * flags, the caller's) says which rows were written: a row claimed in its
+ * insert may start only when it was.  ASTER_ENOENT (field "job_id") when a
+ * job is gone. */
 ASTER_MUST_CHECK
-int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+int aster_store_exec_insert(aster_store *st, const aster_exec *execs, size_t n, bool *written,
                             aster_err *err);
 
 ASTER_MUST_CHECK

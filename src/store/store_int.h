@@ -54,7 +54,7 @@ struct aster_store_ops {
                     aster_err *err);
     int (*job_count)(aster_store *st, int64_t *active, int64_t *paused, aster_err *err);
 
-    int (*exec_insert)(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+    int (*exec_insert)(aster_store *st, const aster_exec *execs, size_t n, bool *written,
                        aster_err *err);
     int (*exec_get)(aster_store *st, const char *id, aster_exec *out, aster_err *err);
     int (*exec_update)(aster_store *st, const aster_exec *ex, aster_err *err);

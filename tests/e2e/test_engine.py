@@ -245,6 +245,33 @@ def test_kill9_restart_exactly_once_per_fire(start_server, sink, tmp_path):
         wait_final(s2, e["id"])
 
 
+def test_a_fire_written_before_is_never_sent_again(start_server, sink):
+    """Fires of a tick are written already claimed and start when the write
+    commits; a fire whose row exists (a schedule that stood behind its
+    executions) is skipped by the insert and must not start either."""
+    s = start_server()
+    job = create(s, schedule="* * * * * *", api=sink.url + "/ok?rewind")
+    wait_for(lambda: len([e for e in executions(s, job["id"])
+                          if e["status"] == "succeeded"]) >= 3, timeout=10)
+    s.stop()
+    first, n = db_query(s.db, "SELECT min(scheduled_at), count(*) FROM executions "
+                        "WHERE job_id = ?", (job["id"],))[0]
+    # Put the schedule back to the first fire: every fire since is in grace
+    # (60 s) and is computed again at start.
+    db_execute(s.db, ("UPDATE jobs SET next_fire_at = ? WHERE id = ?", (first, job["id"])))
+    s2 = start_server(db=s.db)
+    wait_for(lambda: len(executions(s2, job["id"])) >= n + 2, timeout=10)
+    s2.post(f"/api/v1/jobs/{job['id']}/pause")
+    time.sleep(0.5)
+    sent = [r["headers"].get("X-Aster-Scheduled-At") for r in sink.requests
+            if r["path"] == "/ok?rewind"]
+    assert len(sent) == len(set(sent)), "an instant was sent twice"
+    ex = executions(s2, job["id"])
+    assert len(ex) == len({e["scheduled_at"] for e in ex})
+    for e in ex:
+        assert wait_final(s2, e["id"])["attempt"] == 1
+
+
 @pytest.mark.parametrize("policy", ["skip", "run_once", "run_all"])
 def test_misfire_policies_after_downtime(start_server, sink, policy):
     s = start_server()

@@ -685,7 +685,8 @@ static void test_exec_insert_batch(void **state)
     aster_exec *ex = aster_calloc(N, sizeof(*ex));
     char job[ASTER_ID_LEN + 1], ghost[ASTER_ID_LEN + 1];
     aster_err err = {0};
-    size_t inserted = 0, want = 0;
+    bool *written = aster_calloc(N, sizeof(*written));
+    size_t want = 0;
 
     (void)state;
     insert_job(st, "fires", false, job);
@@ -700,21 +701,24 @@ static void test_exec_insert_batch(void **state)
         if (i % 10 != 9 || trig == ASTER_TRIGGER_MANUAL)
             want++;
     }
-    assert_int_equal(aster_store_exec_insert(st, ex, N, &inserted, &err), 0);
-    assert_int_equal(inserted, want);
+    assert_int_equal(aster_store_exec_insert(st, ex, N, written, &err), 0);
+    for (int i = 0; i < N; i++) /* each row says whether it was written */
+        assert_int_equal(written[i], i % 10 != 9 || ex[i].trigger == ASTER_TRIGGER_MANUAL);
     assert_int_equal(count_execs(st, job), want);
 
     /* Again: every fire exists; only fresh manual ids would be new. */
     for (int i = 0; i < N; i++)
         aster_uuid7(ex[i].id);
-    want = 0;
     for (int i = 0; i < N; i++)
         want += ex[i].trigger == ASTER_TRIGGER_MANUAL;
-    assert_int_equal(aster_store_exec_insert(st, ex, N, &inserted, &err), 0);
-    assert_int_equal(inserted, want);
+    assert_int_equal(aster_store_exec_insert(st, ex, N, written, &err), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(written[i], ex[i].trigger == ASTER_TRIGGER_MANUAL);
+    assert_int_equal(count_execs(st, job), want);
 
     /* A duplicate id is an error, not a skip. */
-    assert_int_equal(aster_store_exec_insert(st, &ex[24], 1, &inserted, &err), ASTER_EEXIST);
+    assert_int_equal(aster_store_exec_insert(st, &ex[24], 1, written, &err), ASTER_EEXIST);
+    assert_false(written[0]);
     assert_string_equal(err.field, "id");
     aster_err_clear(&err);
 
@@ -726,17 +730,17 @@ static void test_exec_insert_batch(void **state)
         make_exec(&three[0], job, 5000000000, ASTER_TRIGGER_SCHEDULE);
         make_exec(&three[1], ghost, 5000000000, ASTER_TRIGGER_SCHEDULE);
         make_exec(&three[2], job, 5000000001, ASTER_TRIGGER_SCHEDULE);
-        inserted = 99;
-        assert_int_equal(aster_store_exec_insert(st, three, 3, &inserted, &err), ASTER_ENOENT);
+        written[0] = written[1] = written[2] = true;
+        assert_int_equal(aster_store_exec_insert(st, three, 3, written, &err), ASTER_ENOENT);
         assert_string_equal(err.field, "job_id");
-        assert_int_equal(inserted, 0);
+        assert_false(written[0] || written[1] || written[2]); /* rolled back */
         aster_err_clear(&err);
         assert_int_equal(count_execs(st, job), before);
         assert_int_equal(aster_store_exec_get(st, three[0].id, &three[1], &err), ASTER_ENOENT);
         aster_err_clear(&err);
     }
-    assert_int_equal(aster_store_exec_insert(st, NULL, 0, &inserted, &err), 0);
-    assert_int_equal(inserted, 0);
+    assert_int_equal(aster_store_exec_insert(st, NULL, 0, written, &err), 0);
+    aster_free(written);
     aster_free(ex);
     aster_store_close(st);
 }

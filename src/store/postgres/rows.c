@@ -574,8 +574,9 @@ static int exec_write_err(const pg_conn *c, const aster_exec *e, aster_err *err)
 
 struct exec_insert {
     const aster_exec *execs;
-    size_t n, inserted;
-    bool sent; /* n == 1: the INSERT went out once already (see job_insert_fn) */
+    size_t n;
+    bool *written; /* may be NULL */
+    bool sent;     /* n == 1: the INSERT went out once already (see job_insert_fn) */
 };
 
 static int exec_insert_fn(pg_conn *c, void *ctx, aster_err *err)
@@ -584,13 +585,15 @@ static int exec_insert_fn(pg_conn *c, void *ctx, aster_err *err)
 
     /* The conflict target names the partial unique index of fires, so that
      * only a repeated fire is skipped; a repeated id is still an error. */
-    x->inserted = 0;
+    for (size_t i = 0; x->written && i < x->n; i++)
+        x->written[i] = false; /* this try's, not an earlier one's */
     if (x->n == 1 && x->sent) {
         bool done = false;
         int rc = row_exists(c, PG_EXEC_EXISTS, "SELECT 1 FROM executions WHERE id = $1",
                             x->execs[0].id, &done, err);
         if (rc || done) {
-            x->inserted = done;
+            if (x->written)
+                x->written[0] = done;
             return rc;
         }
     }
@@ -606,23 +609,24 @@ static int exec_insert_fn(pg_conn *c, void *ctx, aster_err *err)
                      &p);
         if (!r)
             return exec_write_err(c, &x->execs[i], err);
-        x->inserted += pg_changes(r);
+        if (x->written)
+            x->written[i] = pg_changes(r) > 0;
         PQclear(r);
     }
     return 0;
 }
 
-int pg_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+int pg_exec_insert(aster_store *st, const aster_exec *execs, size_t n, bool *written,
                    aster_err *err)
 {
-    struct exec_insert x = {.execs = execs, .n = n};
+    struct exec_insert x = {.execs = execs, .n = n, .written = written};
     /* One row is one statement, its own transaction (a manual trigger);
      * several share one. */
     int rc = pg_run((pg_store *)st, n == 1 ? PG_IDEMPOTENT : PG_WRITE, exec_insert_fn, &x, err);
 
     /* Pending rows announce themselves to workers (a trigger, v3). */
-    if (!rc)
-        *inserted = x.inserted;
+    for (size_t i = 0; rc && written && i < n; i++)
+        written[i] = false; /* rolled back */
     return rc;
 }
 

@@ -590,11 +590,10 @@ static int exec_write_err(sq_conn *c, int rc, const aster_exec *e, aster_err *er
     return sq_dberr(c->db, rc, "writing an execution", err);
 }
 
-int sq_exec_insert(aster_store *stp, const aster_exec *execs, size_t n, size_t *inserted,
+int sq_exec_insert(aster_store *stp, const aster_exec *execs, size_t n, bool *written,
                    aster_err *err)
 {
     sq_store *s = (sq_store *)stp;
-    size_t count = 0;
     sqlite3_stmt *st;
     sq_conn *c;
     int rc = sq_write_begin(s, &c, err);
@@ -610,15 +609,17 @@ int sq_exec_insert(aster_store *stp, const aster_exec *execs, size_t n, size_t *
                     &st, err);
     for (size_t i = 0; !rc && i < n; i++) {
         int b = bind_exec(st, &execs[i]), step = b == SQLITE_OK ? sqlite3_step(st) : b;
-        if (step == SQLITE_DONE)
-            count += (size_t)sqlite3_changes(c->db);
-        else
+        if (step == SQLITE_DONE) {
+            if (written)
+                written[i] = sqlite3_changes(c->db) > 0;
+        } else {
             rc = exec_write_err(c, step, &execs[i], err);
+        }
         sqlite3_reset(st);
     }
     rc = sq_write_end(s, c, rc, err);
-    if (!rc)
-        *inserted = count;
+    for (size_t i = 0; rc && written && i < n; i++)
+        written[i] = false; /* rolled back */
     return rc;
 }
 

@@ -160,7 +160,7 @@ int sq_job_delete(aster_store *st, const char *id, aster_err *err);
 int sq_job_list(aster_store *st, const aster_job_filter *f, aster_job **out, size_t *n,
                 aster_err *err);
 int sq_job_count(aster_store *st, int64_t *active, int64_t *paused, aster_err *err);
-int sq_exec_insert(aster_store *st, const aster_exec *execs, size_t n, size_t *inserted,
+int sq_exec_insert(aster_store *st, const aster_exec *execs, size_t n, bool *written,
                    aster_err *err);
 int sq_exec_get(aster_store *st, const char *id, aster_exec *out, aster_err *err);
 int sq_exec_update(aster_store *st, const aster_exec *ex, aster_err *err);
