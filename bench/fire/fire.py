@@ -133,6 +133,16 @@ def stats(db, out):
     per_sec = [r[0] for r in con.execute(
         "SELECT count(*) FROM executions WHERE trigger <> 'manual' AND status = 'succeeded' "
         "AND scheduled_at >= ? AND scheduled_at < ? GROUP BY scheduled_at", (lo, hi))]
+    # Whether the engine keeps up, or runs behind more each second: the
+    # median drift of the window's first and last 5 seconds (exec/s counts
+    # the window's fires, which a backlog finishes after the window).
+    def p50_of(a, b):
+        d = [r[0] for r in con.execute(
+            "SELECT drift_ms FROM executions WHERE trigger <> 'manual' AND scheduled_at >= ? "
+            "AND scheduled_at < ? AND drift_ms IS NOT NULL ORDER BY drift_ms", (a, b))]
+        return pct(d, 50)
+    first5 = p50_of(lo, lo + 5_000_000)
+    last5 = p50_of(hi - 5_000_000, hi)
     con.close()
     ok = by.get("succeeded", 0)
     found = sum(by.values())
@@ -143,6 +153,7 @@ def stats(db, out):
         "min_per_second": min(per_sec) if per_sec else 0,
         "drift_p50": pct(drift, 50), "drift_p99": pct(drift, 99),
         "drift_max": drift[-1] if drift else None,
+        "drift_p50_first5": first5, "drift_p50_last5": last5,
     })
     with open(out, "w") as f:
         json.dump(res, f)
@@ -208,6 +219,9 @@ def report(d):
                 if r.get("not_recorded"):
                     notes.append(f"not recorded {r['not_recorded']}")
                 notes.append(f"worst second {r.get('min_per_second')}/{n}")
+                if r.get("drift_p50_first5") is not None:
+                    notes.append(f"drift p50 first/last 5 s {r['drift_p50_first5']}/"
+                                 f"{r['drift_p50_last5']} ms")
             elif who == "libcurl":
                 notes.append(f"bare libcurl loop, {r['c']} in flight: start delay as drift "
                              "(the floor)")

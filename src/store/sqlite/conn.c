@@ -183,7 +183,11 @@ static int conn_open(const char *path, bool writer, sq_conn **out, aster_err *er
     if (writer && (rc = set_wal(c, path, err)))
         goto out;
     if ((rc = pragma(c, "PRAGMA synchronous=FULL", err)) ||
-        (rc = pragma(c, "PRAGMA foreign_keys=ON", err)))
+        (rc = pragma(c, "PRAGMA foreign_keys=ON", err)) ||
+        /* Up to 128 MiB (default 2): the executions indexes outgrow 2 MiB
+         * within seconds at thousands of executions a second, and each
+         * write then read its pages back from the kernel. */
+        (writer && (rc = pragma(c, "PRAGMA cache_size=-131072", err))))
         goto out;
     /* A reader that writes by mistake would take the write lock behind the
      * writer's back; make that an error instead. */
