@@ -134,8 +134,7 @@ struct aster_engine {
     result *results, **results_tail;
     bool flushing;     /* a write (results, claim) is out on the thread pool */
     bool want_claim;   /* claim at the next write */
-    bool claiming;     /* the write out claims */
-    size_t claim_out;  /* slots it may fill */
+    size_t claim_out;  /* slots the claim out may fill; 0: none out */
     bool last_claimed; /* the last write was a claim */
     aster_mono_us last_extend;
 
@@ -171,6 +170,12 @@ static void log_err(aster_engine *e, const char *what, const aster_err *err)
 {
     const aster_kv kv[] = {ASTER_KV_STR("error", err->msg), ASTER_KV_STR("field", err->field)};
     lg(e, ASTER_LOG_ERROR, what, kv, ASTER_NELEM(kv));
+}
+
+/* How late `at` is for `scheduled`, in ms: an execution's drift. */
+static int64_t lateness_ms(aster_time_us at, aster_time_us scheduled)
+{
+    return at > scheduled ? (at - scheduled) / ASTER_US_PER_MS : 0;
 }
 
 static int64_t floor_sec(aster_time_us t)
@@ -650,7 +655,7 @@ static void claim_fresh(aster_engine *e, fire_batch *b, aster_time_us now)
         ex->claimed_by = aster_strdup(e->owner);
         ex->lease_until = now + e->o.lease_ms * 1000;
         ex->started_at = now;
-        ex->drift_ms = now > ex->scheduled_at ? (now - ex->scheduled_at) / 1000 : 0;
+        ex->drift_ms = lateness_ms(now, ex->scheduled_at);
         slots--;
     }
 }
@@ -671,11 +676,9 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
         rc = 0;
         for (size_t i = 0; !rc && i < b->n; i++) {
             rc = aster_store_exec_insert(st, &b->v[i], 1, &b->written[i], err);
-            if (rc == ASTER_ENOENT) {
+            if (rc == ASTER_ENOENT) { /* not written: written[i] says so */
                 aster_err_clear(err);
                 rc = 0;
-                b->v[i].status = ASTER_EXEC_CANCELLED; /* not written: not counted */
-                b->v[i].job_id[0] = '\0';
             }
         }
     }
@@ -686,9 +689,9 @@ static int write_fires(aster_store *st, void *arg, aster_err *err)
         aster_time_us first = INT64_MAX;
         if (j->job.overlap != ASTER_OVERLAP_REPLACE)
             continue;
-        for (size_t i = 0; i < b->n; i++)
-            if (b->v[i].status == ASTER_EXEC_PENDING && b->v[i].scheduled_at < first &&
-                !strcmp(b->v[i].job_id, j->id))
+        for (size_t i = 0; i < b->n; i++) /* fires that run: pending, or claimed here */
+            if (b->written[i] && !aster_exec_status_is_final(b->v[i].status) &&
+                b->v[i].scheduled_at < first && !strcmp(b->v[i].job_id, j->id))
                 first = b->v[i].scheduled_at;
         if (first != INT64_MAX)
             rc = aster_store_announce_cancel(st, j->id, first, err);
@@ -759,7 +762,7 @@ static void on_tick(uv_timer_t *t)
                                     b.moves[i].first_missed, b.moves[i].last_missed);
     }
     for (size_t i = 0; i < b.n; i++) {
-        if (!b.v[i].job_id[0] || !b.written[i])
+        if (!b.written[i])
             continue; /* its job is gone, or the fire was written before */
         if (b.v[i].status == ASTER_EXEC_RUNNING)
             start_claimed(e, &b.v[i], 1);
@@ -864,9 +867,7 @@ static void on_result(void *arg, const aster_run_result *res)
      * claim's clock runs ahead of it by the commit that precedes the start
      * (a whole tick's write for fires claimed in it). */
     if (r->at.attempt == 1)
-        ex->drift_ms = r->at.started_at > ex->scheduled_at
-                           ? (r->at.started_at - ex->scheduled_at) / ASTER_US_PER_MS
-                           : 0;
+        ex->drift_ms = lateness_ms(r->at.started_at, ex->scheduled_at);
     ex->http_status = res->http_status;
     ex->exit_code = res->exit_code;
     aster_free(ex->error);
@@ -1089,7 +1090,6 @@ static void flush_done(aster_engine *e, flush_req *f, bool sync)
 {
     bool failed = f->rc || f->claim_rc;
 
-    e->claiming = false;
     e->claim_out = 0;
     if (f->rc) {
         /* Keep them, first in line, for a later turn; the leases keep the
@@ -1170,7 +1170,6 @@ static void on_flush(uv_check_t *c)
     e->last_claimed = claim;
     if (claim) {
         e->want_claim = false;
-        e->claiming = true;
         e->claim_out = want;
     }
     if (!e->closing) {
@@ -1212,7 +1211,7 @@ static void arm_due(aster_engine *e)
      * starves libuv < 1.48 of I/O: the loop would never read a result). */
     if (e->stopping || !e->o.work || atomic_load(&e->n_flying) >= e->o.concurrency)
         return;
-    if (e->want_claim || e->claiming)
+    if (e->want_claim || e->claim_out)
         return; /* the claim's end arms it */
     if (aster_store_exec_next_due(e->o.store, &next, &err) || !next)
         return;

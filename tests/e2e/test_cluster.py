@@ -734,3 +734,26 @@ def test_leader_frozen_mid_write_does_not_block_takeover(cluster, sink, report):
     w_end = math.floor(t_end) - 2
     wait_settled(c)
     check_every_second(api, jobs, w_start, w_end)
+
+
+def test_replace_fire_claimed_by_the_leader_cancels_another_workers_attempt(cluster, sink):
+    """overlap=replace across processes: the leader (`serve`, which also
+    works) writes the new fire already claimed in its tick; the attempt it
+    replaces runs on another worker, which must stop it when told."""
+    need("api", "worker", "serve")
+    c = cluster
+    api = c.start("api", name="api")
+    w1 = c.start("worker", name="worker-1")
+    c.wait_healthy()
+    job = create_job(api, name="replace", schedule="* * * * * *", overlap="replace",
+                     paused=True, timeout_ms=20000, api=sink.url + "/slow?ms=20000")
+    old = api.post(f"/api/v1/jobs/{job['id']}/trigger").json()  # a paused job: only worker-1
+    wait_for(lambda: execution(api, old["id"])["status"] == "running", 10, 0.1)
+    lead = c.start("serve", name="serve")
+    c.wait_healthy([lead])
+    wait_one_leader([lead])
+    r = api.post(f"/api/v1/jobs/{job['id']}/resume")
+    assert r.status == 200, r.body
+    wait_for(lambda: execution(api, old["id"])["status"] == "cancelled", 10, 0.2)
+    api.post(f"/api/v1/jobs/{job['id']}/pause")
+    assert w1.alive()
